@@ -1,0 +1,26 @@
+//! Torua's wire contract: heartbeat types and their validation, HMAC-SHA256 signing
+//! with per-node key derivation, the replay rule, and the shared API shapes.
+//!
+//! **Architecture Invariant:** this crate does no I/O and knows no clock: callers pass
+//! `now` in. Everything here is a pure function, so the agent, the coordinator, the
+//! tests and the benchmarks all agree on the contract by construction.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod heartbeat;
+pub mod replay;
+pub mod sign;
+pub mod validate;
+
+pub use api::{ErrorBody, ErrorCode, HeartbeatAck, NodeState};
+pub use heartbeat::{Capacity, CheckKind, CheckResult, Heartbeat, RunState, Status};
+pub use replay::{check_replay, ReplayError, ReplayMark, ReplayPolicy};
+pub use sign::{
+    authorization_header, derive_node_key, parse_authorization, sign, verify, AuthError, NodeKey,
+    AUTH_SCHEME,
+};
+pub use validate::{decode_heartbeat, DecodeError, MAX_BODY_BYTES, MAX_CHECKS, MAX_METRICS};
+
+/// Wire format version carried in every heartbeat as `v`.
+pub const PROTOCOL_VERSION: u32 = 1;
