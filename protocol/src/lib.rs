@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod duration;
 pub mod heartbeat;
 pub mod replay;
 pub mod sign;
