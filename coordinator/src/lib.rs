@@ -1,1 +1,100 @@
-//! placeholder
+//! torua-coordinator: verifies signed heartbeats, turns them into node health with a
+//! phi accrual failure detector plus a hard timeout and hysteresis, persists the node
+//! registry in an embedded database, and serves the admin API, `/metrics`, and the
+//! `torua` CLI.
+//!
+//! Entry point for embedding and tests: [`run`], which takes any future as the
+//! shutdown signal. Data flow of one heartbeat: `http::routes` → `ingest` (auth,
+//! decode, replay, health) → `registry` cell; the `deadlines` task convicts silent
+//! nodes; `persist` group-commits registry changes to `store`.
+//!
+//! **Architecture Invariant:** only this crate decides node health; agents report.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod deadlines;
+pub mod detector;
+pub mod health;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod notify;
+pub mod persist;
+pub mod registry;
+pub mod secrets;
+pub mod signals;
+pub mod store;
+
+use cluster::{unix_ms, Cluster};
+use config::Config;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// Runs the coordinator on `listener` until `shutdown` resolves.
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
+    let keys = secrets::KeyRing::load(&cfg.cluster_secret_file, cfg.previous_secret_file.as_deref())?;
+    let admin_token = cfg
+        .admin_token_file
+        .as_deref()
+        .map(secrets::read_token_file)
+        .transpose()?;
+    let db = Arc::new(store::Store::open(&cfg.data_dir)?);
+    let meta = db.cluster_meta(unix_ms())?;
+    let records = db.load_nodes()?;
+    tracing::info!(
+        "cluster {} opened {} with {} known nodes",
+        meta.cluster_id,
+        cfg.data_dir.display(),
+        records.len()
+    );
+    let (persist, writer) = persist::spawn(db);
+    let (schedule_tx, schedule_rx) = mpsc::unbounded_channel();
+    let cluster = Arc::new(Cluster::new(
+        cfg, keys, meta, admin_token, persist, schedule_tx, records,
+    ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let deadlines = tokio::spawn(deadlines::run(cluster.clone(), schedule_rx, stopped(stop_rx.clone())));
+    let watchdog = tokio::spawn(notify::watchdog_loop(stopped(stop_rx.clone())));
+    tracing::info!("listening on http://{}", listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()));
+    notify::ready();
+
+    let server = http::serve(cluster.clone(), listener, stopped(stop_rx));
+    tokio::pin!(server);
+    tokio::select! {
+        _ = &mut server => {}
+        _ = shutdown => {
+            tracing::info!("shutting down");
+            notify::stopping();
+            let _ = stop_tx.send(true);
+            server.await;
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = deadlines.await;
+    let _ = watchdog.await;
+    // Dropping the last handle lets the writer commit what is queued, then end.
+    drop(cluster);
+    let _ = writer.await;
+    Ok(())
+}

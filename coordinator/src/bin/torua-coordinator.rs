@@ -1,1 +1,56 @@
-fn main(){}
+//! `torua-coordinator`: parses config, binds, and runs until SIGTERM/SIGINT.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use torua_coordinator::config::Settings;
+
+/// Torua coordinator: node health, placement and the admin API.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// YAML config file; flags and TORUA_* env vars override its keys.
+    #[arg(long, env = "TORUA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    torua_coordinator::cli::init_logging();
+    let file = match args.config.as_deref().map(Settings::from_file).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => return usage(e),
+    };
+    let cfg = match args.settings.over(file).resolve() {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("torua-coordinator: cannot listen on {}: {e}", cfg.listen);
+                return ExitCode::from(69);
+            }
+        };
+        match torua_coordinator::run(cfg, listener, torua_coordinator::signals::terminate()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("torua-coordinator: {e}");
+                ExitCode::from(78)
+            }
+        }
+    })
+}
+
+/// Configuration errors exit 64 (EX_USAGE), like linkerd's proxy.
+fn usage(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("torua-coordinator: {e}");
+    ExitCode::from(64)
+}

@@ -1,1 +1,5 @@
-fn main(){}
+//! `torua`: the operator CLI (see `torua --help`).
+
+fn main() -> std::process::ExitCode {
+    torua_coordinator::cli::main()
+}

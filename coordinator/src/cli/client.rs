@@ -1,0 +1,91 @@
+//! A small blocking client for the coordinator API, used by the CLI commands.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::time::Duration;
+use thiserror::Error;
+use torua_protocol::ErrorBody;
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("cannot reach the coordinator at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("{status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("unexpected answer from {url}: {message}")]
+    Decode { url: String, message: String },
+}
+
+pub struct Api {
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    pub fn new(base: &str, token: Option<String>) -> Api {
+        Api {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, ApiError> {
+        self.call(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> Result<Value, ApiError> {
+        self.call(Method::POST, path)
+    }
+
+    fn call(&self, method: Method, path: &str) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(async {
+            let client: Client<HttpConnector, Full<Bytes>> =
+                Client::builder(TokioExecutor::new()).build_http();
+            let mut req = Request::builder().method(method).uri(&url);
+            if let Some(t) = &self.token {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            let req = req.body(Full::new(Bytes::new())).map_err(|e| ApiError::Unreachable {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+            let unreachable = |message: String| ApiError::Unreachable {
+                url: url.clone(),
+                message,
+            };
+            let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+                .await
+                .map_err(|_| unreachable("timed out after 10s".into()))?
+                .map_err(|e| unreachable(e.to_string()))?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .to_bytes();
+            if !status.is_success() {
+                let message = serde_json::from_slice::<ErrorBody>(&body)
+                    .map(|e| e.error.message)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+                return Err(ApiError::Status {
+                    status: status.as_u16(),
+                    message,
+                });
+            }
+            serde_json::from_slice(&body).map_err(|e| ApiError::Decode {
+                url: url.clone(),
+                message: e.to_string(),
+            })
+        })
+    }
+}

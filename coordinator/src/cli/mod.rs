@@ -1,0 +1,72 @@
+//! The `torua` command line: a local dev cluster, status and admin commands over the
+//! coordinator's HTTP API. One file per command.
+
+mod client;
+mod dev;
+mod keygen;
+mod nodes;
+mod status;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+pub use client::{Api, ApiError};
+
+#[derive(Parser)]
+#[command(name = "torua", version, about = "Torua: health and placement for a sharded storage cluster")]
+pub struct Cli {
+    /// Coordinator base URL.
+    #[arg(long, global = true, env = "TORUA_COORDINATOR", default_value = "http://127.0.0.1:7400")]
+    coordinator: String,
+    /// Admin bearer token for mutating commands.
+    #[arg(long, global = true, env = "TORUA_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start a local cluster of real processes (coordinator, nodes, agents).
+    Dev(dev::DevArgs),
+    /// Cluster line and a table of nodes.
+    Status,
+    /// Drain nodes: their shards move away while they keep serving.
+    Drain { nodes: Vec<String> },
+    /// Cancel a drain.
+    Undrain { nodes: Vec<String> },
+    /// Derive a node's key from the cluster secret, or make a new secret.
+    Keygen(keygen::KeygenArgs),
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let api = Api::new(&cli.coordinator, cli.token.clone());
+    let result = match cli.cmd {
+        Cmd::Dev(args) => dev::run(args),
+        Cmd::Status => status::run(&api, cli.json),
+        Cmd::Drain { nodes } => nodes::drain(&api, &nodes, true, cli.json),
+        Cmd::Undrain { nodes } => nodes::drain(&api, &nodes, false, cli.json),
+        Cmd::Keygen(args) => keygen::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("torua: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The coordinator's shared state and the operations on it that more than one
+//! entry point needs (state changes, persistence, admin actions).
+
+use crate::config::Config;
+use crate::detector::y_for_phi;
+use crate::health::HealthPolicy;
+use crate::metrics::Metrics;
+use crate::persist::PersistHandle;
+use crate::registry::{NodeCell, NodeInner, Registry};
+use crate::secrets::KeyRing;
+use crate::store::{ClusterMeta, NodeRecord};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use torua_protocol::{NodeState, ReplayPolicy};
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub struct Cluster {
+    pub cfg: Config,
+    pub policy: HealthPolicy,
+    /// Normalised delays at which phi crosses the suspect/convict thresholds.
+    pub y_suspect: f64,
+    pub y_convict: f64,
+    pub replay: ReplayPolicy,
+    pub keys: KeyRing,
+    pub nodes: Registry,
+    pub metrics: Metrics,
+    pub meta: ClusterMeta,
+    pub admin_token: Option<String>,
+    pub started: Instant,
+    pub persist: PersistHandle,
+    schedule: mpsc::UnboundedSender<Arc<NodeCell>>,
+}
+
+#[derive(Debug, Error)]
+pub enum AdminError {
+    #[error("no node {0:?}")]
+    NotFound(String),
+    #[error("could not persist the change: {0}")]
+    Store(String),
+}
+
+impl Cluster {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: Config,
+        keys: KeyRing,
+        meta: ClusterMeta,
+        admin_token: Option<String>,
+        persist: PersistHandle,
+        schedule: mpsc::UnboundedSender<Arc<NodeCell>>,
+        records: Vec<(String, NodeRecord)>,
+    ) -> Cluster {
+        let policy = HealthPolicy {
+            suspect_phi: cfg.suspect_phi,
+            convict_phi: cfg.convict_phi,
+            heartbeat_timeout_ms: cfg.heartbeat_timeout.as_secs_f64() * 1000.0,
+            recover_after: cfg.recover_after,
+        };
+        let now = Instant::now();
+        let nodes = Registry::default();
+        for (id, rec) in records {
+            let id: Arc<str> = id.into();
+            nodes.insert(Arc::new(NodeCell::new(id.clone(), keys.node_keys(&id), rec, now)));
+        }
+        Cluster {
+            y_suspect: y_for_phi(cfg.suspect_phi),
+            y_convict: y_for_phi(cfg.convict_phi),
+            replay: ReplayPolicy {
+                max_clock_skew_ms: cfg.max_clock_skew.as_millis() as u64,
+                started_at_ms: unix_ms(),
+            },
+            cfg,
+            policy,
+            keys,
+            nodes,
+            metrics: Metrics::new(),
+            meta,
+            admin_token,
+            started: now,
+            persist,
+            schedule,
+        }
+    }
+
+    /// Arms the node's deadline timer if it has none.
+    pub fn ensure_scheduled(&self, cell: &Arc<NodeCell>, inner: &mut NodeInner) {
+        if !inner.scheduled {
+            inner.scheduled = true;
+            // The receiver lives as long as the server; a send error means shutdown.
+            let _ = self.schedule.send(cell.clone());
+        }
+    }
+
+    /// Records a state change that `refresh_state` reported: log, metrics, trace span.
+    pub fn state_changed(&self, cell: &NodeCell, inner: &NodeInner, old: NodeState, now: Instant) {
+        let new = inner.state;
+        self.metrics.state_entered(new);
+        if new == NodeState::Unhealthy {
+            if let Some(t) = inner.last_good.or(inner.last_heartbeat) {
+                self.metrics
+                    .failure_detection_seconds
+                    .observe(now.saturating_duration_since(t).as_secs_f64());
+            }
+        }
+        let span = tracing::info_span!(
+            "node.state_change",
+            node = %cell.id,
+            from = old.as_str(),
+            to = new.as_str(),
+            reason = %inner.reason
+        );
+        let _g = span.enter();
+        if new == NodeState::Unhealthy {
+            tracing::warn!("node {} {} → {}: {}", cell.id, old, new, inner.reason);
+        } else {
+            tracing::info!("node {} {} → {}: {}", cell.id, old, new, inner.reason);
+        }
+    }
+
+    /// Sets or clears an operator drain; durable before it is acknowledged.
+    pub async fn set_drain(&self, id: &str, drain: bool) -> Result<NodeState, AdminError> {
+        let cell = self
+            .nodes
+            .get(id)
+            .ok_or_else(|| AdminError::NotFound(id.into()))?;
+        let rec = {
+            let mut n = cell.lock();
+            n.record.admin_drain = drain;
+            n.record.clone()
+        };
+        self.persist
+            .write(cell.id.to_string(), Some(rec))
+            .await
+            .map_err(AdminError::Store)?;
+        let now = Instant::now();
+        let mut n = cell.lock();
+        if let Some(old) = n.refresh_state(now) {
+            self.state_changed(&cell, &n, old, now);
+        }
+        Ok(n.state)
+    }
+
+    /// Forgets a node (decommission). Its series vanish from /metrics.
+    pub async fn remove_node(&self, id: &str) -> Result<(), AdminError> {
+        let cell = self
+            .nodes
+            .remove(id)
+            .ok_or_else(|| AdminError::NotFound(id.into()))?;
+        tracing::info!("node {} removed by an operator", cell.id);
+        self.persist
+            .write(cell.id.to_string(), None)
+            .await
+            .map_err(AdminError::Store)
+    }
+}

@@ -1,0 +1,110 @@
+//! One timer per node, not a scan of every node per tick: a min-heap of deadlines
+//! served by a single task. Heartbeats never touch the heap; when a node's timer fires
+//! the task re-reads the node and, if heartbeats arrived meanwhile, simply re-arms it
+//! from the newest one. Each node costs at most one heap entry.
+
+use crate::cluster::Cluster;
+use crate::registry::NodeCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+struct Entry {
+    at: Instant,
+    cell: Arc<NodeCell>,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        self.at == o.at
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.at.cmp(&o.at)
+    }
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    mut rx: mpsc::UnboundedReceiver<Arc<NodeCell>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::new();
+    loop {
+        let next = heap.peek().map(|Reverse(e)| e.at);
+        tokio::select! {
+            _ = &mut shutdown => return,
+            cell = rx.recv() => match cell {
+                Some(cell) => {
+                    if let Some(at) = evaluate(&cluster, &cell) {
+                        heap.push(Reverse(Entry { at, cell }));
+                    }
+                }
+                None => return,
+            },
+            _ = sleep_until(next) => {
+                let now = Instant::now();
+                while heap.peek().is_some_and(|Reverse(e)| e.at <= now) {
+                    let Reverse(e) = heap.pop().expect("peeked");
+                    if let Some(at) = evaluate(&cluster, &e.cell) {
+                        heap.push(Reverse(Entry { at, cell: e.cell }));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies the detector's current view to the node; returns when to look again, or
+/// None when nothing can change before the next heartbeat.
+fn evaluate(cluster: &Cluster, cell: &NodeCell) -> Option<Instant> {
+    let now_std = std::time::Instant::now();
+    let now = Instant::now();
+    let mut n = cell.lock();
+    let (Some(last), Some(det)) = (n.last_heartbeat, n.detector.clone()) else {
+        n.scheduled = false;
+        return None;
+    };
+    if n.removed {
+        n.scheduled = false;
+        return None;
+    }
+    let elapsed_ms = now_std.saturating_duration_since(last).as_secs_f64() * 1000.0;
+    let phi = det.phi(elapsed_ms);
+    let policy = cluster.policy;
+    n.health.on_tick(&policy, elapsed_ms, phi);
+    if let Some(old) = n.refresh_state(now_std) {
+        cluster.state_changed(cell, &n, old, now_std);
+    }
+    let deadlines = [
+        det.elapsed_at(cluster.y_suspect),
+        det.elapsed_at(cluster.y_convict),
+        policy.heartbeat_timeout_ms,
+    ];
+    // +1 ms so a deadline that lands exactly on `now` is not re-evaluated in a loop.
+    let next = deadlines.into_iter().filter(|d| *d > elapsed_ms).fold(f64::MAX, f64::min);
+    if next == f64::MAX {
+        n.scheduled = false;
+        return None;
+    }
+    Some(now + Duration::from_secs_f64((next - elapsed_ms + 1.0) / 1000.0))
+}

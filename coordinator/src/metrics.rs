@@ -1,0 +1,206 @@
+//! Every metric the coordinator exports, named in one place (SPEC §7).
+//!
+//! Counters and histograms touched on the heartbeat path are plain atomics resolved
+//! once at start-up. Per-node gauges (state, age, phi, checks, pushed metrics) are not
+//! stored at all: they are rendered from the registry at scrape time, so a heartbeat
+//! pays nothing for them and a removed node's series disappear with it.
+
+use crate::registry::Registry;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    TextEncoder,
+};
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::time::Instant;
+use torua_protocol::{ErrorCode, NodeState};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub struct Metrics {
+    registry: prometheus::Registry,
+    pub heartbeats_ok: IntCounter,
+    rejected: HashMap<ErrorCode, IntCounter>,
+    pub heartbeat_handle_seconds: Histogram,
+    pub failure_detection_seconds: Histogram,
+    state_changes: IntCounterVec,
+    pub moves_frozen: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = prometheus::Registry::new();
+        let received = IntCounterVec::new(
+            Opts::new(
+                "torua_heartbeats_received_total",
+                "Heartbeats received, by result (ok or the rejection code).",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        let heartbeats_ok = received.with_label_values(&["ok"]);
+        let rejected = ErrorCode::HEARTBEAT_REJECTIONS
+            .iter()
+            .map(|c| (*c, received.with_label_values(&[c.as_str()])))
+            .collect();
+        let heartbeat_handle_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "torua_heartbeat_handle_seconds",
+                "Time to verify and apply one heartbeat, body read to response.",
+            )
+            .buckets(vec![
+                0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                0.01, 0.025, 0.1,
+            ]),
+        )
+        .unwrap();
+        let failure_detection_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "torua_failure_detection_seconds",
+                "From a node's last good heartbeat to the coordinator marking it unhealthy.",
+            )
+            .buckets(vec![0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]),
+        )
+        .unwrap();
+        let state_changes = IntCounterVec::new(
+            Opts::new(
+                "torua_node_state_changes_total",
+                "Node state transitions, by the state entered.",
+            ),
+            &["state"],
+        )
+        .unwrap();
+        for s in NodeState::ALL {
+            state_changes.with_label_values(&[s.as_str()]);
+        }
+        let moves_frozen = IntGauge::new(
+            "torua_moves_frozen",
+            "1 while the storm guard freezes shard moves.",
+        )
+        .unwrap();
+        let build_info = IntGaugeVec::new(
+            Opts::new("torua_build_info", "Build of this coordinator (always 1)."),
+            &["version"],
+        )
+        .unwrap();
+        build_info.with_label_values(&[VERSION]).set(1);
+
+        registry.register(Box::new(received)).unwrap();
+        registry.register(Box::new(heartbeat_handle_seconds.clone())).unwrap();
+        registry.register(Box::new(failure_detection_seconds.clone())).unwrap();
+        registry.register(Box::new(state_changes.clone())).unwrap();
+        registry.register(Box::new(moves_frozen.clone())).unwrap();
+        registry.register(Box::new(build_info)).unwrap();
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .unwrap();
+        Metrics {
+            registry,
+            heartbeats_ok,
+            rejected,
+            heartbeat_handle_seconds,
+            failure_detection_seconds,
+            state_changes,
+            moves_frozen,
+        }
+    }
+
+    pub fn heartbeat_rejected(&self, code: ErrorCode) {
+        if let Some(c) = self.rejected.get(&code) {
+            c.inc();
+        }
+    }
+
+    pub fn state_entered(&self, state: NodeState) {
+        self.state_changes.with_label_values(&[state.as_str()]).inc();
+    }
+
+    /// The whole exposition: registered metrics, then per-node families.
+    pub fn render(&self, nodes: &Registry, now: Instant) -> String {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        let mut out = String::from_utf8(out).expect("exposition is UTF-8");
+        render_nodes(&mut out, nodes, now);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+/// Label values are ids from the SPEC §2 charset, but escape anyway: a bug elsewhere
+/// must not corrupt the exposition.
+fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").into()
+    } else {
+        s.into()
+    }
+}
+
+fn render_nodes(out: &mut String, nodes: &Registry, now: Instant) {
+    let cells = nodes.all();
+    let views: Vec<_> = cells
+        .iter()
+        .map(|c| {
+            let n = c.lock();
+            (
+                c.id.clone(),
+                n.state,
+                n.heartbeat_age_secs(now),
+                n.phi(now),
+                n.checks
+                    .iter()
+                    .map(|c| (c.name.clone(), c.status.as_gauge()))
+                    .collect::<Vec<_>>(),
+                n.metrics.clone(),
+            )
+        })
+        .collect();
+
+    header(out, "torua_nodes", "Nodes by state.");
+    for s in NodeState::ALL {
+        let count = views.iter().filter(|v| v.1 == s).count();
+        let _ = writeln!(out, "torua_nodes{{state=\"{}\"}} {count}", s.as_str());
+    }
+    header(out, "torua_node_state", "1 for the node's current state, 0 for the others.");
+    for (id, state, ..) in &views {
+        for s in NodeState::ALL {
+            let v = u8::from(*state == s);
+            let _ = writeln!(out, "torua_node_state{{node=\"{}\",state=\"{}\"}} {v}", esc(id), s.as_str());
+        }
+    }
+    header(out, "torua_node_heartbeat_age_seconds", "Seconds since the node's last accepted heartbeat.");
+    for (id, _, age, ..) in &views {
+        if let Some(age) = age {
+            let _ = writeln!(out, "torua_node_heartbeat_age_seconds{{node=\"{}\"}} {age:.3}", esc(id));
+        }
+    }
+    header(out, "torua_node_phi", "Phi accrual suspicion level of the node.");
+    for (id, _, _, phi, ..) in &views {
+        let _ = writeln!(out, "torua_node_phi{{node=\"{}\"}} {phi:.3}", esc(id));
+    }
+    header(out, "torua_node_check_status", "Agent check status per node: 0 pass, 1 warn, 2 fail.");
+    for (id, _, _, _, checks, _) in &views {
+        for (check, v) in checks {
+            let _ = writeln!(out, "torua_node_check_status{{node=\"{}\",check=\"{}\"}} {v}", esc(id), esc(check));
+        }
+    }
+    header(out, "torua_node_metric", "Metrics pushed by the node's agent, by name.");
+    for (id, _, _, _, _, metrics) in &views {
+        for (name, v) in metrics {
+            let _ = writeln!(out, "torua_node_metric{{node=\"{}\",name=\"{}\"}} {v}", esc(id), esc(name));
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The in-memory node registry: one cell per node, each behind its own lock so
+//! heartbeats from different nodes never contend beyond a shared read lock.
+
+use crate::detector::PhiDetector;
+use crate::health::{Health, Overlay};
+use crate::secrets::NodeKeys;
+use crate::store::NodeRecord;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+use torua_protocol::{CheckResult, NodeState, ReplayMark, Status};
+
+/// Everything the coordinator knows about one node.
+pub struct NodeCell {
+    pub id: Arc<str>,
+    /// Derived once; verifying a heartbeat then hashes only its body.
+    pub keys: NodeKeys,
+    inner: Mutex<NodeInner>,
+}
+
+pub struct NodeInner {
+    pub record: NodeRecord,
+    pub replay: Option<ReplayMark>,
+    pub detector: Option<PhiDetector>,
+    pub last_heartbeat: Option<Instant>,
+    pub last_heartbeat_ms: u64,
+    /// Arrival of the last heartbeat that reported no failure, for detection latency.
+    pub last_good: Option<Instant>,
+    pub interval_ms: u64,
+    pub health: Health,
+    pub state: NodeState,
+    pub reason: String,
+    pub state_since: Instant,
+    pub liveness: Option<Status>,
+    pub readiness: Option<Status>,
+    pub checks: Vec<CheckResult>,
+    pub metrics: BTreeMap<String, f64>,
+    pub shards_held: usize,
+    /// True while the deadline task holds a timer for this node.
+    pub scheduled: bool,
+    pub removed: bool,
+}
+
+impl NodeInner {
+    pub fn overlay(&self) -> Overlay {
+        Overlay {
+            admin_drain: self.record.admin_drain,
+            leaving: self.record.leaving,
+            holds_shards: self.shards_held > 0,
+        }
+    }
+
+    /// Recomputes the shown state; returns the previous one if it changed.
+    pub fn refresh_state(&mut self, now: Instant) -> Option<NodeState> {
+        let (state, reason) = self.health.state(self.overlay());
+        self.reason = reason;
+        if state == self.state {
+            return None;
+        }
+        let old = self.state;
+        self.state = state;
+        self.state_since = now;
+        Some(old)
+    }
+
+    pub fn heartbeat_age_secs(&self, now: Instant) -> Option<f64> {
+        self.last_heartbeat
+            .map(|t| now.saturating_duration_since(t).as_secs_f64())
+    }
+
+    pub fn phi(&self, now: Instant) -> f64 {
+        match (&self.detector, self.last_heartbeat) {
+            (Some(d), Some(t)) => {
+                d.phi(now.saturating_duration_since(t).as_secs_f64() * 1000.0)
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+impl NodeCell {
+    pub fn new(id: Arc<str>, keys: NodeKeys, record: NodeRecord, now: Instant) -> NodeCell {
+        let health = Health::default();
+        let (state, reason) = health.state(Overlay {
+            admin_drain: record.admin_drain,
+            leaving: record.leaving,
+            holds_shards: false,
+        });
+        NodeCell {
+            id,
+            keys,
+            inner: Mutex::new(NodeInner {
+                record,
+                replay: None,
+                detector: None,
+                last_heartbeat: None,
+                last_heartbeat_ms: 0,
+                last_good: None,
+                interval_ms: 1000,
+                health,
+                state,
+                reason,
+                state_since: now,
+                liveness: None,
+                readiness: None,
+                checks: Vec::new(),
+                metrics: BTreeMap::new(),
+                shards_held: 0,
+                scheduled: false,
+                removed: false,
+            }),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, NodeInner> {
+        // A panic while holding a node lock is a bug, but one node's bug must not
+        // take the whole control plane down with a poisoned lock.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// All known nodes by id.
+#[derive(Default)]
+pub struct Registry {
+    nodes: RwLock<HashMap<Arc<str>, Arc<NodeCell>>>,
+}
+
+impl Registry {
+    pub fn get(&self, id: &str) -> Option<Arc<NodeCell>> {
+        self.read().get(id).cloned()
+    }
+
+    /// Inserts `cell` unless a cell for the id appeared meanwhile; returns the winner.
+    pub fn insert(&self, cell: Arc<NodeCell>) -> Arc<NodeCell> {
+        let mut map = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(cell.id.clone()).or_insert(cell).clone()
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<NodeCell>> {
+        let mut map = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let cell = map.remove(id)?;
+        cell.lock().removed = true;
+        Some(cell)
+    }
+
+    /// A snapshot of the cells, sorted by id.
+    pub fn all(&self) -> Vec<Arc<NodeCell>> {
+        let mut v: Vec<_> = self.read().values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<NodeCell>>> {
+        self.nodes.read().unwrap_or_else(|p| p.into_inner())
+    }
+}

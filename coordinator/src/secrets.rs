@@ -1,0 +1,180 @@
+//! Loading the cluster secret(s) and the admin token, and deriving node keys from
+//! them. Secret material never reaches logs or metrics.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use thiserror::Error;
+use torua_protocol::{derive_node_key, NodeKey};
+
+/// Shortest cluster secret accepted (SPEC §2).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Error)]
+pub enum SecretError {
+    #[error("{file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: permissions {mode:o} let other users read it; run `chmod 600 {file}`")]
+    LoosePermissions { file: String, mode: u32 },
+    #[error("{file}: a cluster secret needs at least {MIN_SECRET_BYTES} bytes, found {len}")]
+    TooShort { file: String, len: usize },
+    #[error("{file}: the admin token is empty")]
+    EmptyToken { file: String },
+}
+
+/// Reads a secret file, refusing files that group or others can read, and strips
+/// one trailing newline (what `echo` and editors add).
+pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, SecretError> {
+    let file = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| SecretError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(SecretError::LoosePermissions { file, mode });
+    }
+    let mut bytes = std::fs::read(path).map_err(|source| SecretError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    Ok(bytes)
+}
+
+/// The cluster secrets in force: the current one and, during a rotation, the
+/// previous one.
+pub struct KeyRing {
+    current: Vec<u8>,
+    previous: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyRing(<redacted>)")
+    }
+}
+
+impl KeyRing {
+    pub fn load(current: &Path, previous: Option<&Path>) -> Result<KeyRing, SecretError> {
+        let check = |path: &Path| -> Result<Vec<u8>, SecretError> {
+            let s = read_secret_file(path)?;
+            if s.len() < MIN_SECRET_BYTES {
+                return Err(SecretError::TooShort {
+                    file: path.display().to_string(),
+                    len: s.len(),
+                });
+            }
+            Ok(s)
+        };
+        Ok(KeyRing {
+            current: check(current)?,
+            previous: previous.map(check).transpose()?,
+        })
+    }
+
+    pub fn from_secret(current: Vec<u8>) -> KeyRing {
+        KeyRing {
+            current,
+            previous: None,
+        }
+    }
+
+    /// The node's keys, current first.
+    pub fn node_keys(&self, node_id: &str) -> NodeKeys {
+        NodeKeys {
+            current: derive_node_key(&self.current, node_id),
+            previous: self.previous.as_deref().map(|p| derive_node_key(p, node_id)),
+        }
+    }
+}
+
+/// A node's derived keys, cached per node so the hot path hashes only the body.
+#[derive(Debug, Clone)]
+pub struct NodeKeys {
+    pub current: NodeKey,
+    pub previous: Option<NodeKey>,
+}
+
+impl NodeKeys {
+    pub fn verify(&self, body: &[u8], sig: &[u8; 32]) -> bool {
+        torua_protocol::verify(&self.current, body, sig)
+            || self
+                .previous
+                .as_ref()
+                .is_some_and(|k| torua_protocol::verify(k, body, sig))
+    }
+}
+
+/// Reads the admin bearer token (same permission rule as secrets).
+pub fn read_token_file(path: &Path) -> Result<String, SecretError> {
+    let bytes = read_secret_file(path)?;
+    let token = String::from_utf8_lossy(&bytes).trim().to_string();
+    if token.is_empty() {
+        return Err(SecretError::EmptyToken {
+            file: path.display().to_string(),
+        });
+    }
+    Ok(token)
+}
+
+/// Constant-time equality, so a wrong token's timing says nothing about the right one.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(mode: u32, content: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(content).unwrap();
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        f
+    }
+
+    #[test]
+    fn secret_files() {
+        let good = file_with(0o600, b"0123456789abcdef0123456789abcdef\n");
+        assert!(KeyRing::load(good.path(), None).is_ok());
+        let loose = file_with(0o644, b"0123456789abcdef0123456789abcdef");
+        let e = KeyRing::load(loose.path(), None).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        let short = file_with(0o600, b"short\n");
+        let e = KeyRing::load(short.path(), None).unwrap_err().to_string();
+        assert!(e.contains("at least 32 bytes, found 5"), "{e}");
+    }
+
+    #[test]
+    fn rotation_accepts_previous_secret() {
+        let old = b"old-secret-old-secret-old-secret".to_vec();
+        let new = b"new-secret-new-secret-new-secret".to_vec();
+        let ring = KeyRing {
+            current: new.clone(),
+            previous: Some(old.clone()),
+        };
+        let body = b"{}";
+        let by_old = torua_protocol::sign(&derive_node_key(&old, "n1"), body);
+        let by_new = torua_protocol::sign(&derive_node_key(&new, "n1"), body);
+        let keys = ring.node_keys("n1");
+        assert!(keys.verify(body, &by_old) && keys.verify(body, &by_new));
+        assert!(!KeyRing::from_secret(new).node_keys("n1").verify(body, &by_old));
+        assert!(!ring.node_keys("n2").verify(body, &by_new), "keys are per node");
+    }
+
+    #[test]
+    fn ct_eq() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
