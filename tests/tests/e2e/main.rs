@@ -1,1 +1,7 @@
-fn main(){}
+//! End-to-end tests over the real binaries. One test binary for all of them, since
+//! every integration-test file links its own (slow on 2 cores).
+
+mod cli;
+mod failures;
+mod heartbeats;
+mod restart;

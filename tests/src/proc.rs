@@ -1,0 +1,142 @@
+//! Locating, building and supervising the real binaries.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary, built (once per test process) by `cargo build`, so the
+/// tests never run a stale binary whatever `cargo test` built.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--bins", "--workspace", "--quiet"]);
+        if profile_dir().ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --bins failed");
+    });
+    let p = assert_cmd::cargo::cargo_bin(name);
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
+
+fn profile_dir() -> PathBuf {
+    // target/<profile>/deps/<test-binary>
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A running child process; killed (SIGKILL) on drop.
+pub struct Proc {
+    pub name: String,
+    pub log: PathBuf,
+    child: Child,
+    exe: PathBuf,
+    args: Vec<String>,
+}
+
+impl Proc {
+    pub fn start(name: &str, bin_name: &str, args: &[String], dir: &Path) -> Proc {
+        let exe = bin(bin_name);
+        let log = dir.join(format!("{name}.log"));
+        let child = spawn(&exe, args, &log);
+        Proc {
+            name: name.into(),
+            log,
+            child,
+            exe,
+            args: args.to_vec(),
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).unwrap_or_else(|e| panic!("{} {sig}: {e}", self.name));
+    }
+
+    pub fn stop(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    pub fn cont(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same command again (after `kill`), appending to the same log.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(&self.exe, &self.args, &self.log);
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn spawn(exe: &Path, args: &[String], log: &Path) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open log");
+    Command::new(exe)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()))
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A stopped process cannot act on SIGKILL until continued on some kernels'
+        // views of the tree; continue it first so nothing lingers.
+        let _ = kill(self.pid(), Signal::SIGCONT);
+        self.kill();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

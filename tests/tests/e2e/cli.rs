@@ -1,0 +1,113 @@
+//! The `torua` CLI and binary entry points: status, keygen (and an agent running on
+//! a derived node key), config errors with file/line/field, and `torua dev`.
+
+use assert_cmd::Command;
+use nix::sys::signal::Signal;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+use torua_tests::cluster::{Options, TestCluster};
+use torua_tests::proc::{bin, free_port, Proc};
+use torua_tests::{http, poll_until};
+
+fn torua() -> Command {
+    Command::new(bin("torua"))
+}
+
+#[test]
+fn status_keygen_and_an_agent_on_a_derived_key() {
+    let mut c = TestCluster::start(Options { nodes: 1, ..Default::default() });
+    c.wait_all("healthy", Duration::from_secs(20));
+
+    let out = torua().args(["status", "--coordinator", &c.url]).assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("green"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("n1") && l.contains("healthy")), "{text}");
+    let out = torua().args(["status", "--json", "--coordinator", &c.url]).assert().success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v["nodes"][0]["id"], "n1");
+
+    // Production mode: the agent holds only its node key, never the cluster secret.
+    let out = torua()
+        .args(["keygen", "--node", "k1", "--secret-file"])
+        .arg(&c.secret_file)
+        .assert()
+        .success();
+    let key = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert_eq!(key.trim().len(), 64, "{key}");
+    let key_file = c.dir.path().join("k1.key");
+    std::fs::write(&key_file, &key).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let node_url = c.node_urls[0].clone();
+    let mut args = c.agent_args("k1", &node_url, free_port(), "1s");
+    let i = args.iter().position(|a| a == "--cluster-secret-file").unwrap();
+    args[i] = "--key-file".into();
+    args[i + 1] = key_file.display().to_string();
+    let agent = Proc::start("agent-k1", "torua-agent", &args, c.dir.path());
+    c.wait_state("k1", "healthy", Duration::from_secs(15));
+    drop(agent);
+
+    // Drain and undrain through the CLI.
+    torua().args(["drain", "n1", "--coordinator", &c.url]).assert().success().stdout("n1: drained\n");
+    torua().args(["undrain", "n1", "--coordinator", &c.url]).assert().success().stdout("n1: healthy\n");
+    torua().args(["drain", "nope", "--coordinator", &c.url]).assert().failure();
+    c.coord.kill();
+}
+
+#[test]
+fn bad_config_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("coordinator.yaml");
+    std::fs::write(&file, "listen: 127.0.0.1:0\nheartbeat_timeout: soon\n").unwrap();
+    let out = Command::new(bin("torua-coordinator")).arg("--config").arg(&file).assert().code(64);
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    let want = format!("{}:2:", file.display());
+    assert!(err.contains(&want) && err.contains("heartbeat_timeout"), "{err}");
+
+    // A world-readable secret is refused with the fix in the message.
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "x".repeat(40)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(bin("torua-coordinator"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("d"))
+        .arg("--cluster-secret-file")
+        .arg(&secret)
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .failure();
+    let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn torua_dev_runs_a_cluster_and_stops_it_on_sigterm() {
+    // Contiguous ports for the dev layout: base, base+1.., base+101...
+    let base = 20_000 + (std::process::id() % 20_000) as u16;
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = Proc::start(
+        "torua-dev",
+        "torua",
+        &["dev".into(), "--nodes".into(), "2".into(), "--base-port".into(), base.to_string()],
+        dir.path(),
+    );
+    let url = format!("http://127.0.0.1:{base}");
+    poll_until(Duration::from_secs(30), "dev cluster healthy", || {
+        let r = http::get(&format!("{url}/v1/nodes")).map_err(|e| format!("{e}\n{}", dev.log_text()))?;
+        let nodes = r.json()["nodes"].as_array().cloned().unwrap_or_default();
+        if nodes.len() == 2 && nodes.iter().all(|n| n["state"] == "healthy") {
+            Ok(())
+        } else {
+            Err(r.text())
+        }
+    });
+    assert!(dev.log_text().contains(&format!("coordinator  {url}")), "{}", dev.log_text());
+    dev.signal(Signal::SIGTERM);
+    let status = dev.wait_exit(Duration::from_secs(15)).expect("torua dev exits on SIGTERM");
+    assert!(status.success(), "{status}: {}", dev.log_text());
+    for port in [base, base + 1, base + 2, base + 101, base + 102] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still open after torua dev stopped"
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! Health end to end: nodes turn healthy, SIGSTOP of a storage node or of an agent
+//! makes the node unhealthy with the right reason, SIGCONT brings it back, and an
+//! agent's SIGTERM drains its node.
+
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+use torua_tests::cluster::{Options, TestCluster};
+
+const SOON: Duration = Duration::from_secs(10);
+
+#[test]
+fn three_nodes_become_healthy() {
+    let c = TestCluster::start(Options::default());
+    c.wait_all("healthy", Duration::from_secs(20));
+    for n in c.nodes_json().unwrap() {
+        assert_eq!(n["status"], "healthy", "Torua-compatible status: {n}");
+        assert_eq!(n["checks"][0]["name"], "node-http", "{n}");
+        assert!(n["addr"].as_str().unwrap().starts_with("http://127.0.0.1:"), "{n}");
+    }
+    let torua = torua_tests::http::get(&format!("{}/nodes", c.url)).unwrap().json();
+    assert_eq!(torua["nodes"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn stopped_storage_node_is_unhealthy_with_the_failed_check_then_recovers() {
+    let c = TestCluster::start(Options::default());
+    c.wait_all("healthy", Duration::from_secs(20));
+    let t = Instant::now();
+    c.nodes[1].stop();
+    let n = c.wait_state("n2", "unhealthy", SOON);
+    eprintln!("storage node SIGSTOP → unhealthy in {:?}", t.elapsed());
+    let reason = n["reason"].as_str().unwrap();
+    assert!(reason.contains("check node-http failed"), "{reason}");
+    // The others are untouched.
+    assert_eq!(c.node("n1").unwrap()["state"], "healthy");
+    c.nodes[1].cont();
+    let n = c.wait_state("n2", "healthy", SOON);
+    assert_eq!(n["reason"], "all checks pass");
+}
+
+#[test]
+fn stopped_agent_is_unhealthy_for_missing_heartbeats_then_recovers() {
+    let c = TestCluster::start(Options::default());
+    c.wait_all("healthy", Duration::from_secs(20));
+    let t = Instant::now();
+    c.agents[0].stop();
+    let n = c.wait_state("n1", "unhealthy", SOON);
+    eprintln!("agent SIGSTOP → unhealthy in {:?}", t.elapsed());
+    let reason = n["reason"].as_str().unwrap();
+    assert!(reason.starts_with("no heartbeat for"), "{reason}");
+    let metrics = c.metrics();
+    assert!(
+        metrics.contains("torua_node_state{node=\"n1\",state=\"unhealthy\"} 1"),
+        "{metrics}"
+    );
+    c.agents[0].cont();
+    c.wait_state("n1", "healthy", SOON);
+    // Hysteresis: recovery took several good heartbeats, visible in the reason trail.
+    assert!(c.coord.log_text().contains("recovering: 1/3"), "{}", c.coord.log_text());
+}
+
+#[test]
+fn agent_sigterm_drains_its_node() {
+    let mut c = TestCluster::start(Options { nodes: 1, ..Default::default() });
+    c.wait_all("healthy", Duration::from_secs(20));
+    c.agents[0].signal(Signal::SIGTERM);
+    let status = c.agents[0].wait_exit(SOON).expect("agent exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    let n = torua_tests::poll_until(SOON, "n1 leaving", || {
+        let n = c.node("n1")?;
+        if n["state"] == "draining" || n["state"] == "drained" {
+            Ok(n)
+        } else {
+            Err(n.to_string())
+        }
+    });
+    assert_eq!(n["leaving"], true, "{n}");
+    assert!(n["reason"].as_str().unwrap().contains("leaving"), "{n}");
+    // Silence after announcing `leaving` is expected, not a failure.
+    let later = torua_tests::poll_until(SOON, "heartbeat age past the timeout", || {
+        let n = c.node("n1")?;
+        if n["heartbeat_age_seconds"].as_f64().unwrap_or(0.0) > 6.0 { Ok(n) } else { Err(n.to_string()) }
+    });
+    assert_ne!(later["state"], "unhealthy", "{later}");
+}
