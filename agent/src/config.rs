@@ -1,0 +1,612 @@
+//! The agent's configuration: YAML file, `--flags` and `TORUA_*` env vars merged with
+//! the precedence flag/env > file > default, then validated; errors name file, line, field.
+
+use crate::locate::locate;
+use clap::Parser;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+use torua_protocol::duration::{parse_duration, serde_str};
+use torua_protocol::validate::{check_node_addr, is_valid_name};
+use torua_protocol::{derive_node_key, Capacity, CheckKind, NodeKey, MAX_CHECKS};
+
+/// Shortest secret accepted in `cluster_secret_file` (SPEC §2).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Command line of `torua-agent`. Every flag also reads a `TORUA_*` env var; a flag or
+/// env var wins over the config file, which wins over the built-in default.
+#[derive(Debug, Default, Clone, Parser)]
+#[command(
+    name = "torua-agent",
+    version,
+    about = "Torua sidecar: local checks, probes, signed heartbeats"
+)]
+pub struct Cli {
+    /// YAML config file.
+    #[arg(long, env = "TORUA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's id, `[A-Za-z0-9_.:-]{1,64}`.
+    #[arg(long, env = "TORUA_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Base URL of the storage node, reported in heartbeats.
+    #[arg(long, env = "TORUA_NODE_ADDR", value_name = "URL")]
+    pub node_addr: Option<String>,
+    /// Base URL of the coordinator.
+    #[arg(long, env = "TORUA_COORDINATOR", value_name = "URL")]
+    pub coordinator: Option<String>,
+    /// Address of the agent's own HTTP server (probes and metrics).
+    #[arg(long, env = "TORUA_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Heartbeat interval, e.g. `1s`.
+    #[arg(long, env = "TORUA_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// File holding this node's key as 64 hex characters (production).
+    #[arg(long, env = "TORUA_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// File holding the raw cluster secret (dev); the node key is derived from it.
+    #[arg(long, env = "TORUA_CLUSTER_SECRET_FILE", value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Accept a key or secret file that group or others may read.
+    #[arg(long, env = "TORUA_ALLOW_INSECURE_KEY_FILE")]
+    pub allow_insecure_key_file: bool,
+    /// Placement weight reported as `capacity.weight`.
+    #[arg(long, env = "TORUA_CAPACITY_WEIGHT", value_name = "WEIGHT")]
+    pub capacity_weight: Option<f64>,
+    /// Most shards placement may put on this node (`capacity.max_shards`).
+    #[arg(long, env = "TORUA_CAPACITY_MAX_SHARDS", value_name = "N")]
+    pub capacity_max_shards: Option<u32>,
+    /// Path whose filesystem is reported as `disk_free_bytes`/`disk_total_bytes`.
+    #[arg(long, env = "TORUA_METRICS_DISK_PATH", value_name = "PATH")]
+    pub metrics_disk_path: Option<PathBuf>,
+    /// Adds an http check named `node-http` on URL, affecting liveness and readiness.
+    #[arg(long, env = "TORUA_HTTP_CHECK", value_name = "URL")]
+    pub http_check: Option<String>,
+}
+
+/// The agent's configuration (the YAML file's shape). See `docs/agent.md`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's id, `[A-Za-z0-9_.:-]{1,64}`. Required (here or `--node-id`).
+    #[serde(default)]
+    pub node_id: String,
+    /// Base URL of the storage node reported in heartbeats.
+    #[serde(default = "default_node_addr")]
+    pub node_addr: String,
+    /// Base URL of the coordinator; heartbeats go to `{coordinator}/v1/heartbeat`.
+    #[serde(default = "default_coordinator")]
+    pub coordinator: String,
+    /// Address the agent's probe and metrics server binds.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Heartbeat interval (the coordinator may ask for another one in its ack).
+    #[serde(default = "default_interval", with = "serde_str")]
+    pub interval: Duration,
+    /// File holding the node key as 64 hex characters (production).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// File holding the raw cluster secret (dev). Its bytes are used exactly, except
+    /// that one trailing `\n` is stripped.
+    #[serde(default)]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Accept a key or secret file that group or others may read.
+    #[serde(default)]
+    pub allow_insecure_key_file: bool,
+    /// What this node offers to placement.
+    #[serde(default)]
+    pub capacity: Capacity,
+    /// Node metrics pushed in every heartbeat.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Local checks; liveness and readiness are the worst of the checks affecting them.
+    #[serde(default)]
+    pub checks: Vec<CheckConfig>,
+}
+
+/// `metrics:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Path whose filesystem is reported as `disk_free_bytes` and `disk_total_bytes`.
+    #[serde(default = "default_disk_path")]
+    pub disk_path: PathBuf,
+}
+
+/// One entry of `checks:`. Kind-specific fields are only valid for their kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// Unique name, `[A-Za-z0-9_.:-]{1,64}`.
+    pub name: String,
+    /// `http`, `tcp`, `exec`, `disk` or `process`.
+    pub kind: CheckKind,
+    /// http: URL to GET (plain `http://`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// http: status code that passes (default 200).
+    #[serde(default)]
+    pub expect_status: Option<u16>,
+    /// tcp: `host:port` to connect to.
+    #[serde(default)]
+    pub addr: Option<String>,
+    /// exec: argv; exit 0 passes, 1 warns, anything else (or a timeout) fails.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// disk: path whose filesystem is checked.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// disk: warn below this free percentage (default 10).
+    #[serde(default)]
+    pub warn_free_percent: Option<f64>,
+    /// disk: fail below this free percentage (default 5).
+    #[serde(default)]
+    pub fail_free_percent: Option<f64>,
+    /// process: file holding the pid; fails if it is gone or stopped.
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
+    /// How often the check runs.
+    #[serde(default = "default_check_interval", with = "serde_str")]
+    pub interval: Duration,
+    /// A run taking longer fails with `timeout after …`. Must be <= interval.
+    #[serde(default = "default_check_timeout", with = "serde_str")]
+    pub timeout: Duration,
+    /// Consecutive failures before the reported status becomes `fail`.
+    #[serde(default = "default_threshold")]
+    pub failure_threshold: u32,
+    /// Consecutive non-failures before a failed check is reported healthy again.
+    #[serde(default = "default_threshold")]
+    pub success_threshold: u32,
+    /// Which aggregate statuses this check feeds.
+    #[serde(default = "default_affects")]
+    pub affects: Vec<Affect>,
+}
+
+/// An aggregate a check contributes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Affect {
+    Liveness,
+    Readiness,
+}
+
+/// A check's kind with its validated, defaulted parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeSpec {
+    Http {
+        url: hyper::Uri,
+        expect_status: u16,
+    },
+    Tcp {
+        addr: String,
+    },
+    Exec {
+        argv: Vec<String>,
+    },
+    Disk {
+        path: PathBuf,
+        warn_free_percent: f64,
+        fail_free_percent: f64,
+    },
+    Process {
+        pid_file: PathBuf,
+    },
+}
+
+fn default_node_addr() -> String {
+    "http://127.0.0.1:7401".into()
+}
+fn default_coordinator() -> String {
+    "http://127.0.0.1:7400".into()
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7501))
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_disk_path() -> PathBuf {
+    PathBuf::from("/")
+}
+fn default_check_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_check_timeout() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_threshold() -> u32 {
+    1
+}
+fn default_affects() -> Vec<Affect> {
+    vec![Affect::Liveness, Affect::Readiness]
+}
+fn default_expect_status() -> u16 {
+    200
+}
+fn default_warn_free_percent() -> f64 {
+    10.0
+}
+fn default_fail_free_percent() -> f64 {
+    5.0
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            disk_path: default_disk_path(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        serde_norway::from_str("{}").expect("every field has a default")
+    }
+}
+
+/// Why the configuration cannot be used. Displays as `FILE:LINE:COL: field `x`: …`
+/// when the fault is in the file.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML or does not fit the schema.
+    #[error("{0}")]
+    Yaml(String),
+    /// A value is out of range or inconsistent; `at` is `FILE:LINE:COL` when known.
+    #[error("{}field `{field}`: {message}", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
+    Invalid {
+        at: Option<String>,
+        field: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Key(String),
+}
+
+impl Config {
+    /// Reads `--config` (if any), overlays flags and env vars, and validates,
+    /// including that the key or secret file is usable.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let (mut config, source) = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                (Self::parse(&text, path)?, Some((path.as_path(), text)))
+            }
+            None => (Config::default(), None),
+        };
+        config.overlay(cli);
+        let src = source.as_ref().map(|(p, t)| (*p, t.as_str()));
+        config.validate().map_err(|(field, message)| {
+            let at = src.map(|(path, text)| {
+                let (line, col) = locate(text, &field).unwrap_or((1, 1));
+                format!("{}:{line}:{col}", path.display())
+            });
+            ConfigError::Invalid { at, field, message }
+        })?;
+        config.node_key()?;
+        Ok(config)
+    }
+
+    /// Parses YAML text; `file` only names the source in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        serde_norway::from_str(text).map_err(|e| ConfigError::Yaml(render_yaml_error(file, &e)))
+    }
+
+    /// Flags and env vars win over the file.
+    fn overlay(&mut self, cli: &Cli) {
+        fn set<T: Clone>(dst: &mut T, src: &Option<T>) {
+            if let Some(v) = src {
+                *dst = v.clone();
+            }
+        }
+        set(&mut self.node_id, &cli.node_id);
+        set(&mut self.node_addr, &cli.node_addr);
+        set(&mut self.coordinator, &cli.coordinator);
+        set(&mut self.listen, &cli.listen);
+        set(&mut self.interval, &cli.interval);
+        set(&mut self.capacity.weight, &cli.capacity_weight);
+        set(&mut self.metrics.disk_path, &cli.metrics_disk_path);
+        if cli.capacity_max_shards.is_some() {
+            self.capacity.max_shards = cli.capacity_max_shards;
+        }
+        if cli.key_file.is_some() {
+            self.key_file = cli.key_file.clone();
+        }
+        if cli.cluster_secret_file.is_some() {
+            self.cluster_secret_file = cli.cluster_secret_file.clone();
+        }
+        self.allow_insecure_key_file |= cli.allow_insecure_key_file;
+        if let Some(url) = &cli.http_check {
+            self.checks.push(CheckConfig::http("node-http", url));
+        }
+    }
+
+    /// Checks ranges and consistency; the error is `(field path, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((f.to_string(), m));
+        if self.node_id.is_empty() {
+            return err(
+                "node_id",
+                "missing: set it in the config file, with --node-id or TORUA_NODE_ID".into(),
+            );
+        }
+        if !is_valid_name(&self.node_id) {
+            return err(
+                "node_id",
+                format!("{:?} must match [A-Za-z0-9_.:-]{{1,64}}", self.node_id),
+            );
+        }
+        if let Err(m) = check_node_addr(&self.node_addr) {
+            return err("node_addr", format!("{:?} {m}", self.node_addr));
+        }
+        if let Err(m) = http_uri(&self.coordinator) {
+            return err("coordinator", m);
+        }
+        let ms = self.interval.as_millis();
+        if !(10..=600_000).contains(&ms) {
+            return err("interval", "must be within 10ms..=10m".into());
+        }
+        match (&self.key_file, &self.cluster_secret_file) {
+            (Some(_), Some(_)) => {
+                return err(
+                    "key_file",
+                    "set exactly one of key_file and cluster_secret_file, not both".into(),
+                )
+            }
+            (None, None) => return err(
+                "key_file",
+                "missing: set key_file (--key-file) or cluster_secret_file (--cluster-secret-file)"
+                    .into(),
+            ),
+            _ => {}
+        }
+        if !(self.capacity.weight.is_finite() && self.capacity.weight > 0.0) {
+            return err("capacity.weight", "must be a finite number > 0".into());
+        }
+        if self.checks.len() > MAX_CHECKS {
+            return err("checks", format!("at most {MAX_CHECKS} checks"));
+        }
+        let mut names = HashSet::new();
+        for (i, c) in self.checks.iter().enumerate() {
+            let field = |f: &str| format!("checks[{i}].{f}");
+            if !is_valid_name(&c.name) {
+                return Err((
+                    field("name"),
+                    format!("{:?} must match [A-Za-z0-9_.:-]{{1,64}}", c.name),
+                ));
+            }
+            if !names.insert(c.name.as_str()) {
+                return Err((field("name"), format!("duplicate check name {:?}", c.name)));
+            }
+            if c.interval < Duration::from_millis(10) {
+                return Err((field("interval"), "must be at least 10ms".into()));
+            }
+            if c.timeout.is_zero() || c.timeout > c.interval {
+                return Err((
+                    field("timeout"),
+                    "must be > 0 and <= the check's interval".into(),
+                ));
+            }
+            if c.failure_threshold == 0 {
+                return Err((field("failure_threshold"), "must be >= 1".into()));
+            }
+            if c.success_threshold == 0 {
+                return Err((field("success_threshold"), "must be >= 1".into()));
+            }
+            c.probe().map_err(|(f, m)| (field(f), m))?;
+        }
+        Ok(())
+    }
+
+    /// Loads the signing key: from `key_file`, or derived from `cluster_secret_file`.
+    pub fn node_key(&self) -> Result<NodeKey, ConfigError> {
+        match (&self.key_file, &self.cluster_secret_file) {
+            (Some(path), None) => {
+                let bytes = read_secret(path, self.allow_insecure_key_file)?;
+                let text = String::from_utf8_lossy(&bytes);
+                NodeKey::from_hex(&text).map_err(|_| {
+                    ConfigError::Key(format!(
+                        "{}: a node key must be 64 hex characters (see `torua keygen`)",
+                        path.display()
+                    ))
+                })
+            }
+            (None, Some(path)) => {
+                let mut secret = read_secret(path, self.allow_insecure_key_file)?;
+                if secret.last() == Some(&b'\n') {
+                    secret.pop();
+                }
+                if secret.len() < MIN_SECRET_BYTES {
+                    return Err(ConfigError::Key(format!(
+                        "{}: the cluster secret is {} bytes, at least {MIN_SECRET_BYTES} are needed",
+                        path.display(),
+                        secret.len()
+                    )));
+                }
+                Ok(derive_node_key(&secret, &self.node_id))
+            }
+            _ => Err(ConfigError::Key(
+                "set exactly one of key_file and cluster_secret_file".into(),
+            )),
+        }
+    }
+}
+
+impl CheckConfig {
+    /// An http check with every default, as `--http-check` adds.
+    pub fn http(name: &str, url: &str) -> CheckConfig {
+        CheckConfig {
+            name: name.into(),
+            kind: CheckKind::Http,
+            url: Some(url.into()),
+            expect_status: None,
+            addr: None,
+            command: None,
+            path: None,
+            warn_free_percent: None,
+            fail_free_percent: None,
+            pid_file: None,
+            interval: default_check_interval(),
+            timeout: default_check_timeout(),
+            failure_threshold: default_threshold(),
+            success_threshold: default_threshold(),
+            affects: default_affects(),
+        }
+    }
+
+    pub fn affects(&self, a: Affect) -> bool {
+        self.affects.contains(&a)
+    }
+
+    /// The kind's parameters, or `(field, message)` for a missing or misplaced one.
+    pub fn probe(&self) -> Result<ProbeSpec, (&'static str, String)> {
+        let kind = self.kind.as_str();
+        let given: [(&'static str, bool, CheckKind); 8] = [
+            ("url", self.url.is_some(), CheckKind::Http),
+            (
+                "expect_status",
+                self.expect_status.is_some(),
+                CheckKind::Http,
+            ),
+            ("addr", self.addr.is_some(), CheckKind::Tcp),
+            ("command", self.command.is_some(), CheckKind::Exec),
+            ("path", self.path.is_some(), CheckKind::Disk),
+            (
+                "warn_free_percent",
+                self.warn_free_percent.is_some(),
+                CheckKind::Disk,
+            ),
+            (
+                "fail_free_percent",
+                self.fail_free_percent.is_some(),
+                CheckKind::Disk,
+            ),
+            ("pid_file", self.pid_file.is_some(), CheckKind::Process),
+        ];
+        for (field, set, owner) in given {
+            if set && owner != self.kind {
+                return Err((field, format!("not used by kind {kind}")));
+            }
+        }
+        let required = |field: &'static str| (field, format!("required for kind {kind}"));
+        Ok(match self.kind {
+            CheckKind::Http => {
+                let url = self.url.as_deref().ok_or_else(|| required("url"))?;
+                ProbeSpec::Http {
+                    url: http_uri(url).map_err(|m| ("url", m))?,
+                    expect_status: self.expect_status.unwrap_or_else(default_expect_status),
+                }
+            }
+            CheckKind::Tcp => ProbeSpec::Tcp {
+                addr: self.addr.clone().ok_or_else(|| required("addr"))?,
+            },
+            CheckKind::Exec => {
+                let argv = self.command.clone().ok_or_else(|| required("command"))?;
+                if argv.is_empty() || argv[0].is_empty() {
+                    return Err(("command", "needs at least the program to run".into()));
+                }
+                ProbeSpec::Exec { argv }
+            }
+            CheckKind::Disk => {
+                let warn = self
+                    .warn_free_percent
+                    .unwrap_or_else(default_warn_free_percent);
+                let fail = self
+                    .fail_free_percent
+                    .unwrap_or_else(default_fail_free_percent);
+                if !(0.0..=100.0).contains(&warn) {
+                    return Err(("warn_free_percent", "must be within 0..=100".into()));
+                }
+                if !(0.0..=warn).contains(&fail) {
+                    return Err((
+                        "fail_free_percent",
+                        "must be within 0..=warn_free_percent".into(),
+                    ));
+                }
+                ProbeSpec::Disk {
+                    path: self.path.clone().ok_or_else(|| required("path"))?,
+                    warn_free_percent: warn,
+                    fail_free_percent: fail,
+                }
+            }
+            CheckKind::Process => ProbeSpec::Process {
+                pid_file: self.pid_file.clone().ok_or_else(|| required("pid_file"))?,
+            },
+        })
+    }
+}
+
+/// Parses a plain `http://host:port[/path]` URL.
+pub fn http_uri(s: &str) -> Result<hyper::Uri, String> {
+    let uri: hyper::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") if uri.authority().is_some() => Ok(uri),
+        Some("https") => Err(format!("{s:?}: https is not supported, use http://")),
+        _ => Err(format!("{s:?} must be a URL like http://host:port")),
+    }
+}
+
+/// Reads a key or secret file, refusing one that group or others may read.
+fn read_secret(path: &Path, allow_insecure: bool) -> Result<Vec<u8>, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 && !allow_insecure {
+        return Err(ConfigError::Key(format!(
+            "{}: mode {:03o} lets group or others read this secret; run `chmod 600 {}` \
+             or pass --allow-insecure-key-file",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    std::fs::read(path).map_err(read_err)
+}
+
+/// `FILE:LINE:COL: field `x`: message` from a serde_norway error.
+fn render_yaml_error(file: &Path, e: &serde_norway::Error) -> String {
+    let mut text = e.to_string();
+    let at = match e.location() {
+        Some(loc) => {
+            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+            if let Some(stripped) = text.strip_suffix(&suffix) {
+                text = stripped.to_string();
+            }
+            format!("{}:{}:{}", file.display(), loc.line(), loc.column())
+        }
+        None => format!("{}:1:1", file.display()),
+    };
+    let (path, message) = match text.split_once(": ") {
+        Some((p, m)) if !p.is_empty() && !p.contains(char::is_whitespace) => {
+            (Some(p.to_string()), m.to_string())
+        }
+        _ => (None, text.clone()),
+    };
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|pre| message.strip_prefix(pre))
+        .and_then(|rest| rest.split('`').next());
+    let field = match (path, named) {
+        (Some(p), Some(n)) => format!("{p}.{n}"),
+        (None, Some(n)) => n.to_string(),
+        (Some(p), None) => p,
+        (None, None) => "(document)".to_string(),
+    };
+    format!("{at}: field `{field}`: {message}")
+}
+
+#[cfg(test)]
+mod tests;
