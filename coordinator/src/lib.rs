@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod notify;
 pub mod persist;
+pub mod placement;
 pub mod registry;
 pub mod secrets;
 pub mod signals;

@@ -11,6 +11,7 @@ pub mod api;
 pub mod duration;
 pub mod heartbeat;
 pub mod replay;
+pub mod shard;
 pub mod sign;
 pub mod validate;
 
