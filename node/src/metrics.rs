@@ -24,6 +24,21 @@ pub const OPS: [&str; 12] = [
     "other",
 ];
 
+/// The success answer of each op, initialised to 0 alongside the op's histogram.
+const SUCCESS: [(&str, &str); 11] = [
+    ("data_put", "204"),
+    ("data_get", "200"),
+    ("data_delete", "204"),
+    ("data_list", "200"),
+    ("shard_put", "200"),
+    ("shard_delete", "204"),
+    ("shard_get", "200"),
+    ("shard_list", "200"),
+    ("snapshot", "200"),
+    ("pull", "200"),
+    ("health", "200"),
+];
+
 pub const FENCE_REASONS: [&str; 3] = ["stale", "ahead", "not_held"];
 
 #[derive(Clone)]
@@ -117,6 +132,9 @@ impl Metrics {
         }
         for op in OPS {
             duration.with_label_values(&[op]);
+        }
+        for (op, code) in SUCCESS {
+            requests.with_label_values(&[op, code]);
         }
         for role in Role::ALL {
             shards.with_label_values(&[role.as_str()]);

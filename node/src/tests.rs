@@ -258,13 +258,19 @@ async fn pull_converges_with_concurrent_writes() {
     let a = Arc::new(a);
     let b = Arc::new(b);
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
+    let (started_tx, started_rx) = oneshot::channel::<()>();
     let writer = {
         let (a, b, version) = (a.clone(), b.clone(), version.clone());
         tokio::spawn(async move {
             let mut i = 0u64;
             // Keep writing until the pull is done, plus a tail after it.
             let mut after = 0;
+            let mut started = Some(started_tx);
             while after < 20 {
+                if i == 20 {
+                    // Let the pull begin only once live writes are flowing.
+                    let _ = started.take().unwrap().send(());
+                }
                 if *done_rx.borrow_and_update() {
                     after += 1;
                 }
@@ -292,6 +298,7 @@ async fn pull_converges_with_concurrent_writes() {
             i
         })
     };
+    started_rx.await.unwrap();
     let body = serde_json::json!({"epoch": 2, "from": a.url()}).to_string();
     let pull = b.call(Method::POST, "/v1/shards/1/pull", &[], body).await;
     done_tx.send(true).unwrap();
@@ -299,7 +306,7 @@ async fn pull_converges_with_concurrent_writes() {
     assert!(pull.json()["keys"].as_u64().unwrap() >= 500);
     assert!(pull.json()["bytes"].as_u64().unwrap() > big.len() as u64);
     let live_writes = writer.await.unwrap();
-    assert!(live_writes >= 20);
+    assert!(live_writes >= 40);
 
     let (sa, sb) = (a.snapshot(1).await, b.snapshot(1).await);
     assert!(sa.len() >= 500);
