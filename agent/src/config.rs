@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
-use torua_protocol::duration::{parse_duration, serde_str};
+use torua_protocol::duration::parse_duration;
 use torua_protocol::validate::{check_node_addr, is_valid_name};
 use torua_protocol::{derive_node_key, Capacity, CheckKind, NodeKey, MAX_CHECKS};
 
@@ -288,7 +288,7 @@ impl Config {
         let src = source.as_ref().map(|(p, t)| (*p, t.as_str()));
         config.validate().map_err(|(field, message)| {
             let at = src.map(|(path, text)| {
-                let (line, col) = locate(text, &field).unwrap_or((1, 1));
+                let (line, col) = locate_nearest(text, &field);
                 format!("{}:{line}:{col}", path.display())
             });
             ConfigError::Invalid { at, field, message }
@@ -556,6 +556,46 @@ pub fn http_uri(s: &str) -> Result<hyper::Uri, String> {
     }
 }
 
+/// Where `field` or, failing that, its closest spelled-out ancestor sits.
+fn locate_nearest(text: &str, field: &str) -> (usize, usize) {
+    let mut path = field;
+    loop {
+        if let Some(at) = locate(text, path) {
+            return at;
+        }
+        match path.rfind(['.', '[']) {
+            Some(cut) => path = &path[..cut],
+            None => return (1, 1),
+        }
+    }
+}
+
+/// Serde for durations written `500ms`, `2s`, `1m`. The value is parsed inside the
+/// visitor so the YAML error carries the value's own line and column.
+mod serde_str {
+    use serde::de::{Deserializer, Error, Visitor};
+    use std::fmt;
+    use std::time::Duration;
+
+    struct DurationVisitor;
+
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a duration like 500ms, 2s or 1m")
+        }
+
+        fn visit_str<E: Error>(self, s: &str) -> Result<Duration, E> {
+            super::parse_duration(s).map_err(E::custom)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_str(DurationVisitor)
+    }
+}
+
 /// Reads a key or secret file, refusing one that group or others may read.
 fn read_secret(path: &Path, allow_insecure: bool) -> Result<Vec<u8>, ConfigError> {
     let read_err = |source| ConfigError::Read {
@@ -603,7 +643,7 @@ fn render_yaml_error(file: &Path, e: &serde_norway::Error) -> String {
         (Some(p), Some(n)) => format!("{p}.{n}"),
         (None, Some(n)) => n.to_string(),
         (Some(p), None) => p,
-        (None, None) => "(document)".to_string(),
+        (None, None) => return format!("{at}: {message}"),
     };
     format!("{at}: field `{field}`: {message}")
 }

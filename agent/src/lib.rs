@@ -19,6 +19,8 @@ mod locate;
 pub mod metrics;
 pub mod notify;
 pub mod server;
+#[cfg(test)]
+mod testutil;
 
 pub use config::{Cli, Config, ConfigError};
 

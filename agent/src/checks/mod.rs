@@ -150,3 +150,6 @@ pub async fn run_check(
         metrics.aggregates(liveness, readiness);
     }
 }
+
+#[cfg(test)]
+mod tests;
