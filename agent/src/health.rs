@@ -92,7 +92,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct Health {
     inner: Mutex<Inner>,
-    /// Woken when liveness or readiness changes: the heartbeat loop sends at once.
+    /// Woken when liveness or readiness changes, and when the first round completes:
+    /// the heartbeat loop sends at once.
     pub changed: Notify,
     /// Woken when every check has reported at least once.
     pub first_round: Notify,
@@ -154,7 +155,7 @@ impl Health {
         inner.readiness = readiness;
         let round_done = first && inner.slots.iter().all(|s| s.result.is_some());
         drop(inner);
-        if changed {
+        if changed || round_done {
             self.changed.notify_one();
         }
         if round_done {

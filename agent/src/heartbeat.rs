@@ -129,17 +129,24 @@ impl Heartbeater {
         let mut stop = std::pin::pin!(stop);
         let mut attempt = 0u32;
         let mut next = Instant::now();
-        loop {
+        // Report real results, not the empty start state: the first heartbeat waits
+        // for the first check round, but no longer than one interval.
+        let first_round = tokio::time::timeout(self.interval, self.health.wait_first_round());
+        let mut stopped = tokio::select! {
+            _ = &mut stop => true,
+            _ = first_round => false,
+        };
+        while !stopped {
             tokio::select! {
                 biased;
-                _ = &mut stop => break,
+                _ = &mut stop => { stopped = true; continue; }
                 _ = self.health.changed.notified() => {}
                 _ = tokio::time::sleep_until(next) => {}
             }
             let timeout = self.interval.min(MAX_SEND_TIMEOUT);
             let accepted = tokio::select! {
                 biased;
-                _ = &mut stop => break,
+                _ = &mut stop => { stopped = true; continue; }
                 outcome = self.send(RunState::Running, timeout) => matches!(outcome, SendOutcome::Accepted(_)),
             };
             if accepted {
