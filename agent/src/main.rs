@@ -23,6 +23,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = match Config::load(&cli) {
         Ok(config) => config,
@@ -36,12 +37,18 @@ fn main() -> anyhow::Result<ExitCode> {
         .max_blocking_threads(2)
         .build()
         .context("building the tokio runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let shutdown = shutdown_signal().context("installing signal handlers")?;
         torua_agent::run(config, shutdown).await?;
         Ok::<_, anyhow::Error>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+    });
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("torua-agent: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
