@@ -21,6 +21,7 @@ use torua_protocol::{
     authorization_header, sign, Capacity, ErrorBody, Heartbeat, HeartbeatAck, NodeKey, RunState,
     PROTOCOL_VERSION,
 };
+use tracing::Instrument;
 
 /// First retry delay bound; doubled per failed attempt up to the interval.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -202,6 +203,7 @@ impl Heartbeater {
             .expect("a valid request");
         let started = std::time::Instant::now();
         let client = &self.client;
+        let span = tracing::debug_span!("heartbeat.send", seq = hb.seq, state = ?state);
         let answer = tokio::time::timeout(timeout, async {
             let resp = client.request(req).await.map_err(|e| describe_error(&e))?;
             let status = resp.status();
@@ -212,6 +214,7 @@ impl Heartbeater {
                 .to_bytes();
             Ok::<_, String>((status, body))
         })
+        .instrument(span)
         .await;
         let rtt = started.elapsed().as_secs_f64();
         let outcome = match answer {

@@ -127,3 +127,33 @@ pub async fn run_on(
     server.abort();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every module opens with a `//!` line saying what it is for.
+    #[test]
+    fn every_module_has_a_doc_line() {
+        fn walk(dir: &std::path::Path, missing: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, missing);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    if !text.starts_with("//!") {
+                        missing.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/src").as_ref(),
+            &mut missing,
+        );
+        assert!(
+            missing.is_empty(),
+            "modules without a //! line: {missing:?}"
+        );
+    }
+}
