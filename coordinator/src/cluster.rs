@@ -6,6 +6,8 @@ use crate::detector::y_for_phi;
 use crate::health::HealthPolicy;
 use crate::metrics::Metrics;
 use crate::persist::PersistHandle;
+use crate::reconcile::Mover;
+use crate::shards::{Addrs, ShardSet};
 use crate::registry::{NodeCell, NodeInner, Registry};
 use crate::secrets::KeyRing;
 use crate::store::{ClusterMeta, NodeRecord};
@@ -35,6 +37,8 @@ pub struct Cluster {
     pub admin_token: Option<String>,
     pub started: Instant,
     pub persist: PersistHandle,
+    pub shards: ShardSet,
+    pub mover: Mover,
     schedule: mpsc::UnboundedSender<Arc<NodeCell>>,
 }
 
@@ -56,6 +60,7 @@ impl Cluster {
         persist: PersistHandle,
         schedule: mpsc::UnboundedSender<Arc<NodeCell>>,
         records: Vec<(String, NodeRecord)>,
+        shards: ShardSet,
     ) -> Cluster {
         let policy = HealthPolicy {
             suspect_phi: cfg.suspect_phi,
@@ -85,8 +90,20 @@ impl Cluster {
             admin_token,
             started: now,
             persist,
+            shards,
+            mover: Mover::default(),
             schedule,
         }
+    }
+
+    /// Node id → address, for every node that has reported one.
+    pub fn addrs(&self) -> Addrs {
+        self.nodes
+            .all()
+            .iter()
+            .map(|c| (c.id.to_string(), c.lock().record.addr.clone()))
+            .filter(|(_, a)| !a.is_empty())
+            .collect()
     }
 
     /// Arms the node's deadline timer if it has none.
@@ -102,6 +119,7 @@ impl Cluster {
     pub fn state_changed(&self, cell: &NodeCell, inner: &NodeInner, old: NodeState, now: Instant) {
         let new = inner.state;
         self.metrics.state_entered(new);
+        self.mover.wake();
         if new == NodeState::Unhealthy {
             if let Some(t) = inner.last_good.or(inner.last_heartbeat) {
                 self.metrics
@@ -140,11 +158,15 @@ impl Cluster {
             .await
             .map_err(AdminError::Store)?;
         let now = Instant::now();
-        let mut n = cell.lock();
-        if let Some(old) = n.refresh_state(now) {
-            self.state_changed(&cell, &n, old, now);
-        }
-        Ok(n.state)
+        let state = {
+            let mut n = cell.lock();
+            if let Some(old) = n.refresh_state(now) {
+                self.state_changed(&cell, &n, old, now);
+            }
+            n.state
+        };
+        self.mover.wake();
+        Ok(state)
     }
 
     /// Forgets a node (decommission). Its series vanish from /metrics.
@@ -154,6 +176,7 @@ impl Cluster {
             .remove(id)
             .ok_or_else(|| AdminError::NotFound(id.into()))?;
         tracing::info!("node {} removed by an operator", cell.id);
+        self.mover.wake();
         self.persist
             .write(cell.id.to_string(), None)
             .await

@@ -78,6 +78,26 @@ pub struct Settings {
     /// Simultaneous client connections; further ones wait in the accept queue.
     #[arg(long, env = "TORUA_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Number of shards, fixed when the cluster is created.
+    #[arg(long, env = "TORUA_SHARDS")]
+    pub shards: Option<u32>,
+    /// Copies of each shard, fixed when the cluster is created.
+    #[arg(long, env = "TORUA_REPLICATION_FACTOR")]
+    pub replication_factor: Option<u32>,
+    /// How long a node stays unhealthy before its shards are re-replicated elsewhere.
+    #[arg(long, env = "TORUA_MOVE_DELAY", value_parser = parse_duration)]
+    #[serde(default, with = "serde_opt")]
+    pub move_delay: Option<Duration>,
+    /// Quiet time after a membership change before rebalancing onto new/returned nodes.
+    #[arg(long, env = "TORUA_REBALANCE_DELAY", value_parser = parse_duration)]
+    #[serde(default, with = "serde_opt")]
+    pub rebalance_delay: Option<Duration>,
+    /// Shard copies in flight at once.
+    #[arg(long, env = "TORUA_MAX_CONCURRENT_MOVES")]
+    pub max_concurrent_moves: Option<usize>,
+    /// Fraction of unhealthy nodes at which moves freeze (storm guard).
+    #[arg(long, env = "TORUA_STORM_FRACTION")]
+    pub storm_fraction: Option<f64>,
 }
 
 /// The resolved configuration with every default applied.
@@ -97,6 +117,12 @@ pub struct Config {
     pub startup_grace: Duration,
     pub auto_join: bool,
     pub max_connections: usize,
+    pub shards: u32,
+    pub replication_factor: u32,
+    pub move_delay: Duration,
+    pub rebalance_delay: Duration,
+    pub max_concurrent_moves: usize,
+    pub storm_fraction: f64,
 }
 
 impl Settings {
@@ -149,7 +175,13 @@ impl Settings {
             max_clock_skew,
             startup_grace,
             auto_join,
-            max_connections
+            max_connections,
+            shards,
+            replication_factor,
+            move_delay,
+            rebalance_delay,
+            max_concurrent_moves,
+            storm_fraction
         )
     }
 
@@ -173,6 +205,12 @@ impl Settings {
             startup_grace: self.startup_grace.unwrap_or(Duration::from_secs(10)),
             auto_join: self.auto_join.unwrap_or(true),
             max_connections: self.max_connections.unwrap_or(10_000),
+            shards: self.shards.unwrap_or(64),
+            replication_factor: self.replication_factor.unwrap_or(2),
+            move_delay: self.move_delay.unwrap_or(Duration::from_secs(30)),
+            rebalance_delay: self.rebalance_delay.unwrap_or(Duration::from_secs(10)),
+            max_concurrent_moves: self.max_concurrent_moves.unwrap_or(4),
+            storm_fraction: self.storm_fraction.unwrap_or(0.5),
         };
         let invalid = |field, message: &str| {
             Err(ConfigError::Invalid {
@@ -194,6 +232,18 @@ impl Settings {
         }
         if cfg.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
+        }
+        if !(1..=65_536).contains(&cfg.shards) {
+            return invalid("shards", "must be within 1..=65536");
+        }
+        if !(1..=7).contains(&cfg.replication_factor) {
+            return invalid("replication_factor", "must be within 1..=7");
+        }
+        if cfg.max_concurrent_moves == 0 {
+            return invalid("max_concurrent_moves", "must be at least 1");
+        }
+        if !(cfg.storm_fraction > 0.0 && cfg.storm_fraction <= 1.0) {
+            return invalid("storm_fraction", "must be within (0, 1]");
         }
         Ok(cfg)
     }

@@ -15,17 +15,22 @@
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod datapath;
 pub mod deadlines;
 pub mod detector;
 pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod nodeclient;
 pub mod notify;
 pub mod persist;
 pub mod placement;
+pub mod reconcile;
 pub mod registry;
 pub mod secrets;
+pub mod shardmap;
+pub mod shards;
 pub mod signals;
 pub mod store;
 
@@ -57,8 +62,15 @@ pub async fn run(
         .map(secrets::read_token_file)
         .transpose()?;
     let db = Arc::new(store::Store::open(&cfg.data_dir)?);
-    let meta = db.cluster_meta(unix_ms())?;
+    let meta = db.cluster_meta(unix_ms(), cfg.shards, cfg.replication_factor)?;
+    if (meta.shards, meta.replication_factor) != (cfg.shards, cfg.replication_factor) {
+        tracing::warn!(
+            "cluster was created with {} shards × {}; ignoring the configured {} × {}",
+            meta.shards, meta.replication_factor, cfg.shards, cfg.replication_factor
+        );
+    }
     let records = db.load_nodes()?;
+    let shard_set = shards::ShardSet::load(db.clone(), meta.shards, meta.replication_factor as usize, unix_ms())?;
     tracing::info!(
         "cluster {} opened {} with {} known nodes",
         meta.cluster_id,
@@ -68,7 +80,7 @@ pub async fn run(
     let (persist, writer) = persist::spawn(db);
     let (schedule_tx, schedule_rx) = mpsc::unbounded_channel();
     let cluster = Arc::new(Cluster::new(
-        cfg, keys, meta, admin_token, persist, schedule_tx, records,
+        cfg, keys, meta, admin_token, persist, schedule_tx, records, shard_set,
     ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -77,6 +89,7 @@ pub async fn run(
     };
     let deadlines = tokio::spawn(deadlines::run(cluster.clone(), schedule_rx, stopped(stop_rx.clone())));
     let watchdog = tokio::spawn(notify::watchdog_loop(stopped(stop_rx.clone())));
+    let reconciler = tokio::spawn(reconcile::run(cluster.clone(), stopped(stop_rx.clone())));
     tracing::info!("listening on http://{}", listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()));
     notify::ready();
 
@@ -94,6 +107,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = deadlines.await;
     let _ = watchdog.await;
+    let _ = reconciler.await;
     // Dropping the last handle lets the writer commit what is queued, then end.
     drop(cluster);
     let _ = writer.await;

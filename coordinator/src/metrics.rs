@@ -5,6 +5,7 @@
 //! stored at all: they are rendered from the registry at scrape time, so a heartbeat
 //! pays nothing for them and a removed node's series disappear with it.
 
+use crate::reconcile::ShardStats;
 use crate::registry::Registry;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -25,6 +26,9 @@ pub struct Metrics {
     pub failure_detection_seconds: Histogram,
     state_changes: IntCounterVec,
     pub moves_frozen: IntGauge,
+    pub moves_in_flight: IntGauge,
+    moves: IntCounterVec,
+    move_seconds: Histogram,
 }
 
 impl Metrics {
@@ -78,6 +82,32 @@ impl Metrics {
             "1 while the storm guard freezes shard moves.",
         )
         .unwrap();
+        let moves_in_flight = IntGauge::new(
+            "torua_moves_in_flight",
+            "Shard copies currently in progress.",
+        )
+        .unwrap();
+        let moves = IntCounterVec::new(
+            Opts::new(
+                "torua_shard_moves_total",
+                "Shard moves by reason (failover, rereplicate, rebalance, drain, manual) and result.",
+            ),
+            &["reason", "result"],
+        )
+        .unwrap();
+        for r in crate::reconcile::REASONS {
+            for res in ["ok", "failed"] {
+                moves.with_label_values(&[r, res]);
+            }
+        }
+        let move_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "torua_shard_move_duration_seconds",
+                "Duration of shard copies, from start to in sync.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+        )
+        .unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new("torua_build_info", "Build of this coordinator (always 1)."),
             &["version"],
@@ -91,6 +121,9 @@ impl Metrics {
         registry.register(Box::new(state_changes.clone())).unwrap();
         registry.register(Box::new(moves_frozen.clone())).unwrap();
         registry.register(Box::new(build_info)).unwrap();
+        registry.register(Box::new(moves_in_flight.clone())).unwrap();
+        registry.register(Box::new(moves.clone())).unwrap();
+        registry.register(Box::new(move_seconds.clone())).unwrap();
         registry
             .register(Box::new(
                 prometheus::process_collector::ProcessCollector::for_self(),
@@ -104,6 +137,18 @@ impl Metrics {
             failure_detection_seconds,
             state_changes,
             moves_frozen,
+            moves_in_flight,
+            moves,
+            move_seconds,
+        }
+    }
+
+    /// Counts a finished move; copies also record their duration.
+    pub fn moved(&self, reason: &str, ok: bool, seconds: f64) {
+        let result = if ok { "ok" } else { "failed" };
+        self.moves.with_label_values(&[reason, result]).inc();
+        if reason != "failover" {
+            self.move_seconds.observe(seconds);
         }
     }
 
@@ -117,14 +162,15 @@ impl Metrics {
         self.state_changes.with_label_values(&[state.as_str()]).inc();
     }
 
-    /// The whole exposition: registered metrics, then per-node families.
-    pub fn render(&self, nodes: &Registry, now: Instant) -> String {
+    /// The whole exposition: registered metrics, then per-node and shard families.
+    pub fn render(&self, nodes: &Registry, shards: &ShardStats, now: Instant) -> String {
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding into a Vec cannot fail");
         let mut out = String::from_utf8(out).expect("exposition is UTF-8");
         render_nodes(&mut out, nodes, now);
+        render_shards(&mut out, shards);
         out
     }
 }
@@ -203,4 +249,32 @@ fn render_nodes(out: &mut String, nodes: &Registry, now: Instant) {
             let _ = writeln!(out, "torua_node_metric{{node=\"{}\",name=\"{}\"}} {v}", esc(id), esc(name));
         }
     }
+}
+
+/// 0 green (all shards fully replicated), 1 yellow (some under-replicated), 2 red
+/// (some unavailable).
+pub fn cluster_status(s: &ShardStats) -> (&'static str, u8) {
+    if s.unavailable > 0 {
+        ("red", 2)
+    } else if s.under_replicated > 0 {
+        ("yellow", 1)
+    } else {
+        ("green", 0)
+    }
+}
+
+fn render_shards(out: &mut String, s: &ShardStats) {
+    header(out, "torua_shards", "Shards held per node and role.");
+    let mut nodes: Vec<_> = s.per_node.iter().collect();
+    nodes.sort();
+    for (node, (p, r)) in nodes {
+        let _ = writeln!(out, "torua_shards{{node=\"{}\",role=\"primary\"}} {p}", esc(node));
+        let _ = writeln!(out, "torua_shards{{node=\"{}\",role=\"replica\"}} {r}", esc(node));
+    }
+    header(out, "torua_shards_under_replicated", "Shards with fewer in-sync copies than the replication factor.");
+    let _ = writeln!(out, "torua_shards_under_replicated {}", s.under_replicated);
+    header(out, "torua_shards_unavailable", "Shards with no in-sync copy.");
+    let _ = writeln!(out, "torua_shards_unavailable {}", s.unavailable);
+    header(out, "torua_cluster_status", "Cluster status: 0 green, 1 yellow, 2 red.");
+    let _ = writeln!(out, "torua_cluster_status {}", cluster_status(s).1);
 }

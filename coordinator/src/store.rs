@@ -8,8 +8,11 @@ use std::path::Path;
 use thiserror::Error;
 use torua_protocol::Capacity;
 
+pub use crate::shardmap::ShardRecord;
+
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SHARDS: TableDefinition<u32, &[u8]> = TableDefinition::new("shards");
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -38,11 +41,13 @@ pub struct NodeRecord {
     pub first_seen_ms: u64,
 }
 
-/// Cluster identity, written once at creation.
+/// Cluster identity and shard layout, written once at creation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterMeta {
     pub cluster_id: String,
     pub created_ms: u64,
+    pub shards: u32,
+    pub replication_factor: u32,
 }
 
 pub struct Store {
@@ -57,12 +62,18 @@ impl Store {
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(NODES).map_err(db_err)?;
         tx.open_table(META).map_err(db_err)?;
+        tx.open_table(SHARDS).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
         Ok(Store { db })
     }
 
     /// Returns the cluster metadata, creating it on first start.
-    pub fn cluster_meta(&self, now_ms: u64) -> Result<ClusterMeta, StoreError> {
+    pub fn cluster_meta(
+        &self,
+        now_ms: u64,
+        shards: u32,
+        replication_factor: u32,
+    ) -> Result<ClusterMeta, StoreError> {
         let tx = self.db.begin_write().map_err(db_err)?;
         let meta = {
             let mut t = tx.open_table(META).map_err(db_err)?;
@@ -76,6 +87,8 @@ impl Store {
                     let m = ClusterMeta {
                         cluster_id: format!("{:016x}", fastrand::u64(..)),
                         created_ms: now_ms,
+                        shards,
+                        replication_factor,
                     };
                     t.insert("cluster", serde_json::to_vec(&m).unwrap().as_slice())
                         .map_err(db_err)?;
@@ -119,6 +132,33 @@ impl Store {
     }
 }
 
+impl Store {
+    pub fn load_shards(&self) -> Result<Vec<ShardRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(SHARDS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            out.push(decode(&k.value().to_string(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Commits shard records; returns only once they are durable (write-ahead: the
+    /// coordinator acts on a change only after this).
+    pub fn put_shards(&self, records: &[ShardRecord]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(SHARDS).map_err(db_err)?;
+            for r in records {
+                t.insert(r.id, serde_json::to_vec(r).unwrap().as_slice())
+                    .map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+}
+
 fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         key: key.to_string(),
@@ -146,11 +186,11 @@ mod tests {
             s.put_nodes(&[("n1".into(), Some(rec.clone())), ("n2".into(), Some(rec.clone()))])
                 .unwrap();
             s.put_nodes(&[("n2".into(), None)]).unwrap();
-            s.cluster_meta(5).unwrap().cluster_id
+            s.cluster_meta(5, 64, 2).unwrap().cluster_id
         };
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.load_nodes().unwrap(), vec![("n1".to_string(), rec)]);
-        let meta = s.cluster_meta(99).unwrap();
-        assert_eq!((meta.cluster_id, meta.created_ms), (id, 5));
+        let meta = s.cluster_meta(99, 8, 3).unwrap();
+        assert_eq!((meta.cluster_id, meta.created_ms, meta.shards), (id, 5, 64));
     }
 }

@@ -182,7 +182,10 @@ fn wait_http(url: &str, procs: &mut [Proc]) -> anyhow::Result<()> {
 /// whatever is still running after a grace period.
 fn stop_all(procs: &mut [Proc]) {
     for p in procs.iter().rev() {
-        let _ = kill(Pid::from_raw(p.child.id() as i32), Signal::SIGTERM);
+        let pid = Pid::from_raw(p.child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        // A process stopped during the tour acts on SIGTERM only once continued.
+        let _ = kill(pid, Signal::SIGCONT);
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     for p in procs.iter_mut() {

@@ -1,8 +1,10 @@
 //! The coordinator's HTTP/1.1 server: connection limits, header-read timeout,
 //! graceful drain on shutdown. Routing lives in `routes`.
 
+mod data;
 mod respond;
 mod routes;
+mod shards;
 mod views;
 
 pub use respond::Resp;

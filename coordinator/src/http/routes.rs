@@ -14,6 +14,10 @@ use torua_protocol::{ErrorCode, MAX_BODY_BYTES};
 
 pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
+    if let Some(raw) = path.strip_prefix("/v1/data/").or_else(|| path.strip_prefix("/data/")) {
+        let raw = raw.to_string();
+        return super::data::key_route(&cluster, req, &raw).await;
+    }
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
     match (segs.as_slice(), &method) {
@@ -26,7 +30,9 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
         (["metrics"], &Method::GET) => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            cluster.metrics.render(&cluster.nodes, Instant::now()),
+            cluster
+                .metrics
+                .render(&cluster.nodes, &cluster.mover.stats(), Instant::now()),
         ),
         (["v1", "heartbeat"], &Method::POST) => heartbeat(&cluster, req).await,
         (["v1", "heartbeat"], _) => method_not_allowed("POST"),
@@ -51,6 +57,31 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
             .await
         }
         (["v1", "cluster"], &Method::GET) => ok(&cluster_view(&cluster, Instant::now())),
+        (["v1", "data"], &Method::GET) => super::data::list(&cluster, &req).await,
+        (["v1", "shards"], &Method::GET) | (["shards"], &Method::GET) => super::shards::list(&cluster).await,
+        (["v1", "shards", id], &Method::GET) => super::shards::get(&cluster, id).await,
+        (["v1", "shards", id], &Method::PUT) => {
+            if let Some(denied) = check_admin(&cluster, &req) {
+                return denied;
+            }
+            let id = id.to_string();
+            match read_body(req, 64 * 1024).await {
+                Ok(body) => super::shards::assign(&cluster, &id, &body).await,
+                Err(resp) => resp,
+            }
+        }
+        (["v1", "rebalance"], &Method::POST) => {
+            if let Some(denied) = check_admin(&cluster, &req) {
+                return denied;
+            }
+            let unfreeze = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "unfreeze=true"));
+            cluster.mover.request_rebalance(unfreeze);
+            ok(&json!({ "rebalance": "requested", "unfreeze": unfreeze }))
+        }
+        (["v1", "moves"], &Method::GET) => {
+            let (in_flight, recent) = cluster.mover.moves();
+            ok(&json!({ "frozen": cluster.mover.frozen(), "in_flight": in_flight, "recent": recent }))
+        }
         _ => error(ErrorCode::NotFound, format!("no route for {method} {path}")),
     }
 }
@@ -84,7 +115,7 @@ async fn heartbeat(cluster: &Cluster, req: Request<Incoming>) -> Resp {
 }
 
 /// Reads at most `limit` bytes; a larger body is refused without buffering it.
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> {
+pub(super) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> {
     if let Some(len) = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -108,24 +139,32 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> 
     }
 }
 
+/// The refusal to send when an admin token is configured and not presented.
+pub(super) fn check_admin(cluster: &Cluster, req: &Request<Incoming>) -> Option<Resp> {
+    let token = cluster.admin_token.as_ref()?;
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if crate::secrets::constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        None
+    } else {
+        Some(error(
+            ErrorCode::Unauthorized,
+            "this route needs `Authorization: Bearer <admin token>`",
+        ))
+    }
+}
+
 /// Runs a mutating admin action after checking the bearer token, if one is set.
 async fn admin<F>(cluster: &Cluster, req: &Request<Incoming>, action: F) -> Resp
 where
     F: std::future::Future<Output = Result<serde_json::Value, AdminError>>,
 {
-    if let Some(token) = &cluster.admin_token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !crate::secrets::constant_time_eq(given.as_bytes(), token.as_bytes()) {
-            return error(
-                ErrorCode::Unauthorized,
-                "this route needs `Authorization: Bearer <admin token>`",
-            );
-        }
+    if let Some(denied) = check_admin(cluster, req) {
+        return denied;
     }
     match action.await {
         Ok(v) => json(StatusCode::OK, &v),

@@ -63,8 +63,15 @@ pub struct ClusterView {
     pub uptime_seconds: f64,
     pub nodes: usize,
     pub nodes_by_state: BTreeMap<&'static str, usize>,
+    pub shards: u32,
+    pub replication_factor: usize,
+    pub shards_under_replicated: usize,
+    pub shards_unavailable: usize,
+    /// green: every shard fully replicated; yellow: all available, some
+    /// under-replicated; red: some unavailable.
     pub status: &'static str,
     pub moves_frozen: bool,
+    pub moves_in_flight: i64,
 }
 
 pub fn cluster_view(c: &Cluster, now: Instant) -> ClusterView {
@@ -74,24 +81,19 @@ pub fn cluster_view(c: &Cluster, now: Instant) -> ClusterView {
     for cell in &cells {
         *by_state.entry(cell.lock().state.as_str()).or_default() += 1;
     }
-    let serving = by_state["healthy"]
-        + by_state["degraded"]
-        + by_state["draining"]
-        + by_state["drained"];
+    let stats = c.mover.stats();
     ClusterView {
         cluster_id: c.meta.cluster_id.clone(),
         version: crate::metrics::VERSION,
         uptime_seconds: round3(now.saturating_duration_since(c.started).as_secs_f64()),
         nodes: cells.len(),
         nodes_by_state: by_state,
-        // Until shards exist, the cluster is as healthy as its nodes.
-        status: if cells.is_empty() || serving == 0 {
-            "red"
-        } else if serving < cells.len() {
-            "yellow"
-        } else {
-            "green"
-        },
-        moves_frozen: c.metrics.moves_frozen.get() == 1,
+        shards: c.meta.shards,
+        replication_factor: c.shards.rf,
+        shards_under_replicated: stats.under_replicated,
+        shards_unavailable: stats.unavailable,
+        status: crate::metrics::cluster_status(&stats).0,
+        moves_frozen: c.mover.frozen(),
+        moves_in_flight: c.metrics.moves_in_flight.get(),
     }
 }

@@ -1,0 +1,83 @@
+//! `/v1/shards` (alias `/shards`): the shard map, one shard, manual assignment.
+
+use super::respond::{error, ok, Resp};
+use crate::cluster::Cluster;
+use crate::shardmap::ShardRecord;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use torua_protocol::ErrorCode;
+
+fn view(r: &ShardRecord, rf: usize) -> Value {
+    json!({
+        "id": r.id,
+        "epoch": r.epoch,
+        "primary": r.primary,
+        "replicas": r.replicas,
+        "health": r.health(rf),
+        "pinned": r.pinned,
+    })
+}
+
+pub async fn list(cluster: &Cluster) -> Resp {
+    let rf = cluster.shards.rf;
+    let shards: Vec<Value> = cluster.shards.snapshot().await.iter().map(|r| view(r, rf)).collect();
+    ok(&json!({ "replication_factor": rf, "shards": shards }))
+}
+
+fn parse_id(cluster: &Cluster, id: &str) -> Result<u32, Resp> {
+    id.parse::<u32>()
+        .ok()
+        .filter(|i| cluster.shards.slot(*i).is_some())
+        .ok_or_else(|| error(ErrorCode::NotFound, format!("no shard {id:?} (shards are 0..{})", cluster.shards.slots.len())))
+}
+
+pub async fn get(cluster: &Cluster, id: &str) -> Resp {
+    match parse_id(cluster, id) {
+        Ok(i) => ok(&view(&*cluster.shards.read(i).await, cluster.shards.rf)),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Assign {
+    primary: Option<String>,
+    #[serde(default)]
+    replicas: Vec<String>,
+}
+
+/// Pins the shard's holders; the reconciler copies and hands over towards the pin.
+/// `{"primary": null}` removes the pin and returns the shard to placement.
+pub async fn assign(cluster: &Cluster, id: &str, body: &[u8]) -> Resp {
+    let id = match parse_id(cluster, id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let req: Assign = match serde_json::from_slice(body) {
+        Ok(a) => a,
+        Err(e) => return error(ErrorCode::Malformed, format!("expected {{\"primary\": \"n1\", \"replicas\": [\"n2\"]}}: {e}")),
+    };
+    let pin = match req.primary {
+        None => None,
+        Some(p) => {
+            let mut all = vec![p];
+            for r in req.replicas {
+                if !all.contains(&r) {
+                    all.push(r);
+                }
+            }
+            if let Some(unknown) = all.iter().find(|n| cluster.nodes.get(n).is_none()) {
+                return error(ErrorCode::Invalid, format!("no node {unknown:?}"));
+            }
+            Some(all)
+        }
+    };
+    let addrs = cluster.addrs();
+    match cluster.shards.change(id, &addrs, None, |r| r.pinned = pin).await {
+        Ok(_) => {
+            cluster.mover.wake();
+            ok(&view(&*cluster.shards.read(id).await, cluster.shards.rf))
+        }
+        Err(e) => error(ErrorCode::Internal, format!("could not commit the assignment: {e}")),
+    }
+}

@@ -1,0 +1,502 @@
+//! The reconciler: one loop that compares the shard map with where shards should be
+//! and takes one step at a time towards it. In order of urgency, per shard:
+//!
+//! 1. **bootstrap** a never-assigned shard onto its placement (no data to copy);
+//! 2. **failover**: drop holders on dead nodes, promoting an in-sync replica at once;
+//! 3. **hand off** primaries of draining nodes to an in-sync replica (no copy);
+//! 4. **re-replicate** an under-replicated shard (after `move_delay` while any node is
+//!    unhealthy: a blip should not cost a copy);
+//! 5. **move** a copy onto a node placement prefers (drain at once, rebalance after
+//!    `rebalance_delay`), then **trim** the surplus holder once the copy is in sync.
+//!
+//! Copies run as tasks, at most `max_concurrent_moves`; everything else is a single
+//! committed map change. The storm guard freezes all of it when too many nodes fail
+//! at once, which more likely means the coordinator is cut off than that they died.
+
+use crate::cluster::{unix_ms, Cluster};
+use crate::placement::{place, Candidate};
+use crate::shardmap::{Replica, ShardHealth};
+use crate::shards::Addrs;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use torua_protocol::NodeState;
+
+pub const REASONS: [&str; 5] = ["failover", "rereplicate", "rebalance", "drain", "manual"];
+const RECENT_MOVES: usize = 100;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveInfo {
+    pub shard: u32,
+    pub to: String,
+    pub from: Option<String>,
+    pub reason: &'static str,
+    pub started_ms: u64,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_seconds: f64,
+}
+
+/// Per-node shard counts and shard health, as of the last pass (for metrics/views).
+#[derive(Debug, Clone, Default)]
+pub struct ShardStats {
+    pub per_node: HashMap<String, (usize, usize)>,
+    pub under_replicated: usize,
+    pub unavailable: usize,
+    pub total: usize,
+}
+
+#[derive(Default)]
+pub struct Mover {
+    wake: Notify,
+    in_flight: Mutex<HashMap<u32, MoveInfo>>,
+    recent: Mutex<VecDeque<MoveInfo>>,
+    under_since: Mutex<HashMap<u32, Instant>>,
+    membership: Mutex<Option<(Vec<String>, Instant)>>,
+    rebalance_now: AtomicBool,
+    unfreeze: AtomicBool,
+    frozen: AtomicBool,
+    pub stats: Mutex<ShardStats>,
+}
+
+impl Mover {
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// `POST /v1/rebalance`: skip the rebalance delay once; optionally lift a freeze
+    /// until the failure storm is over.
+    pub fn request_rebalance(&self, unfreeze: bool) {
+        self.rebalance_now.store(true, Ordering::Release);
+        if unfreeze {
+            self.unfreeze.store(true, Ordering::Release);
+        }
+        self.wake();
+    }
+
+    pub fn frozen(&self) -> bool {
+        self.frozen.load(Ordering::Acquire)
+    }
+
+    pub fn moves(&self) -> (Vec<MoveInfo>, Vec<MoveInfo>) {
+        let mut inf: Vec<_> = lock(&self.in_flight).values().cloned().collect();
+        inf.sort_by_key(|m| m.shard);
+        (inf, lock(&self.recent).iter().rev().cloned().collect())
+    }
+
+    pub fn stats(&self) -> ShardStats {
+        lock(&self.stats).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What one pass knows about a node.
+struct NodeInfo {
+    state: NodeState,
+    eligible: bool,
+    draining: bool,
+}
+
+/// Runs passes until `shutdown`: on every wake-up and at least once a second.
+pub async fn run(cluster: Arc<Cluster>, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        pass(&cluster).await;
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = cluster.mover.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+pub async fn pass(cluster: &Arc<Cluster>) {
+    let now = Instant::now();
+    let m = &cluster.mover;
+    let cfg = &cluster.cfg;
+    let addrs = cluster.addrs();
+    let in_grace = now.saturating_duration_since(cluster.started) < cfg.startup_grace;
+
+    let mut nodes: HashMap<String, NodeInfo> = HashMap::new();
+    let mut candidates = Vec::new();
+    for cell in cluster.nodes.all() {
+        let n = cell.lock();
+        let draining = n.record.admin_drain || n.record.leaving;
+        let eligible = matches!(n.health.base, NodeState::Healthy | NodeState::Degraded) && !draining;
+        if eligible {
+            candidates.push(Candidate {
+                id: cell.id.to_string(),
+                weight: n.record.capacity.weight,
+                max_shards: n.record.capacity.max_shards,
+            });
+        }
+        nodes.insert(cell.id.to_string(), NodeInfo { state: n.health.base, eligible, draining });
+    }
+    let unknown = nodes.values().filter(|n| n.state == NodeState::Unknown).count();
+    let unhealthy = nodes.values().filter(|n| n.state == NodeState::Unhealthy && !n.draining).count();
+    // After a restart, wait for nodes to report before judging anyone.
+    if in_grace && unknown > 0 {
+        update_stats(cluster).await;
+        return;
+    }
+    let dead = |id: &str| match nodes.get(id) {
+        None => true,
+        Some(n) => n.state == NodeState::Unhealthy || n.state == NodeState::Unknown,
+    };
+
+    // Storm guard.
+    let counted = nodes.len();
+    let storm = counted >= 2 && unhealthy as f64 >= cfg.storm_fraction * counted as f64;
+    if !storm {
+        m.unfreeze.store(false, Ordering::Release);
+    }
+    let frozen = storm && !m.unfreeze.load(Ordering::Acquire);
+    if m.frozen.swap(frozen, Ordering::AcqRel) != frozen {
+        if frozen {
+            tracing::error!("storm guard: {unhealthy} of {counted} nodes unhealthy; shard moves frozen");
+        } else {
+            tracing::warn!("storm guard lifted; shard moves resume");
+        }
+    }
+    cluster.metrics.moves_frozen.set(i64::from(frozen));
+    if frozen {
+        update_stats(cluster).await;
+        return;
+    }
+
+    // Membership as placement sees it; a change restarts the rebalance delay.
+    let mut members: Vec<String> = candidates.iter().map(|c| c.id.clone()).collect();
+    members.sort();
+    let membership_settled = {
+        let mut g = lock(&m.membership);
+        match &*g {
+            Some((prev, _)) if *prev == members => {}
+            _ => *g = Some((members.clone(), now)),
+        }
+        let since = g.as_ref().map_or(now, |(_, t)| *t);
+        now.saturating_duration_since(since) >= cfg.rebalance_delay
+            || m.rebalance_now.swap(false, Ordering::AcqRel)
+    };
+
+    let desired = place(cluster.shards.slots.len() as u32, cluster.shards.rf, &candidates);
+    let mut records = cluster.shards.snapshot().await;
+    // Urgent work first: shards whose primary is draining or dead.
+    records.sort_by_key(|r| {
+        let p = r.primary.as_deref().unwrap_or("");
+        !(dead(p) || nodes.get(p).is_some_and(|n| n.draining))
+    });
+
+    for rec in records {
+        let id = rec.id;
+        let want: Vec<String> = match &rec.pinned {
+            Some(pin) => pin.iter().filter(|n| nodes.get(*n).is_some_and(|i| i.eligible)).cloned().collect(),
+            None => desired[id as usize].clone(),
+        };
+        if lock(&m.in_flight).contains_key(&id) {
+            continue;
+        }
+
+        // 1. bootstrap
+        if !rec.assigned && rec.primary.is_none() && !want.is_empty() {
+            let _ = cluster
+                .shards
+                .change(id, &addrs, None, |r| {
+                    r.primary = Some(want[0].clone());
+                    r.replicas = want[1..].iter().map(|n| Replica { node: n.clone(), in_sync: true }).collect();
+                })
+                .await;
+            continue;
+        }
+
+        // 2. failover
+        let dead_holders: Vec<String> = rec.write_set().filter(|(n, _)| dead(n)).map(|(n, _)| n.to_string()).collect();
+        if !dead_holders.is_empty() {
+            let old_primary = rec.primary.clone();
+            match cluster
+                .shards
+                .change(id, &addrs, None, |r| {
+                    for n in &dead_holders {
+                        r.remove(n, &want);
+                    }
+                })
+                .await
+            {
+                Ok(Some(r)) if r.primary != old_primary => {
+                    cluster.metrics.moved("failover", r.primary.is_some(), 0.0);
+                    match &r.primary {
+                        Some(p) => tracing::warn!(
+                            "shard {id}: failover, promoted {p} (epoch {}) after losing {dead_holders:?}",
+                            r.epoch
+                        ),
+                        None => tracing::error!("shard {id}: unavailable, no in-sync copy left after losing {dead_holders:?}"),
+                    }
+                    record_recent(m, MoveInfo {
+                        shard: id,
+                        to: r.primary.clone().unwrap_or_default(),
+                        from: old_primary,
+                        reason: "failover",
+                        started_ms: unix_ms(),
+                        state: if r.primary.is_some() { "ok" } else { "failed" },
+                        error: None,
+                        duration_seconds: 0.0,
+                    });
+                }
+                Ok(_) => tracing::warn!("shard {id}: dropped {dead_holders:?} from its holders"),
+                Err(e) => tracing::error!("shard {id}: failover commit failed: {e}"),
+            }
+            continue;
+        }
+
+        // 3. hand off a draining primary to an in-sync replica
+        if let Some(p) = rec.primary.as_deref() {
+            if nodes.get(p).is_some_and(|n| n.draining) {
+                let next = want
+                    .iter()
+                    .find(|w| rec.replicas.iter().any(|r| r.in_sync && &&r.node == w))
+                    .or_else(|| rec.replicas.iter().find(|r| r.in_sync && nodes.get(&r.node).is_some_and(|n| n.eligible)).map(|r| &r.node))
+                    .cloned();
+                if let Some(next) = next {
+                    if let Ok(Some(r)) = cluster.shards.change(id, &addrs, None, |r| r.make_primary(&next)).await {
+                        tracing::info!("shard {id}: primary handed from draining {p} to {next} (epoch {})", r.epoch);
+                    }
+                    continue;
+                }
+            }
+        }
+
+        // An operator's pinned primary takes over once it is in sync.
+        if let Some(first) = rec.pinned.as_ref().and_then(|p| p.first()) {
+            let ready = rec.replicas.iter().any(|r| r.in_sync && &r.node == first);
+            if ready && rec.primary.as_ref() != Some(first) {
+                let first = first.clone();
+                let _ = cluster.shards.change(id, &addrs, None, |r| r.make_primary(&first)).await;
+                continue;
+            }
+        }
+
+        let in_sync = rec.in_sync().count();
+        let copying = rec.replicas.iter().any(|r| !r.in_sync);
+        let rf = cluster.shards.rf;
+        let room = lock(&m.in_flight).len() < cfg.max_concurrent_moves;
+
+        // 4. re-replicate
+        if in_sync < rf && !copying {
+            let since = *lock(&m.under_since).entry(id).or_insert(now);
+            let waited = now.saturating_duration_since(since) >= cfg.move_delay;
+            let target = want
+                .iter()
+                .find(|n| !rec.holds(n))
+                .or_else(|| candidates.iter().map(|c| &c.id).find(|n| !rec.holds(n)))
+                .cloned();
+            if let (Some(target), true, true) = (target, room, unhealthy == 0 || waited) {
+                if rec.primary.is_some() {
+                    spawn_copy(cluster.clone(), id, target, "rereplicate");
+                }
+            }
+            continue;
+        }
+        lock(&m.under_since).remove(&id);
+
+        // 5. move towards placement, then trim
+        let draining_holder = rec.write_set().any(|(n, _)| nodes.get(n).is_some_and(|i| i.draining));
+        let missing = want.iter().find(|n| !rec.holds(n)).cloned();
+        let extra: Vec<String> = rec
+            .write_set()
+            .filter(|(n, s)| *s && !want.iter().any(|w| w == n))
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if in_sync > rf && !extra.is_empty() {
+            // Drop a surplus holder, draining ones first, never below rf.
+            let victim = extra
+                .iter()
+                .find(|n| nodes.get(*n).is_some_and(|i| i.draining))
+                .unwrap_or(&extra[0])
+                .clone();
+            let epoch_before = rec.epoch;
+            if let Ok(Some(r)) = cluster.shards.change(id, &addrs, None, |r| {
+                r.remove(&victim, &want);
+            }).await {
+                tracing::info!("shard {id}: removed surplus copy on {victim} (epoch {epoch_before} → {})", r.epoch);
+                if let Some(addr) = addrs.get(&victim) {
+                    let (client, addr, epoch) = (cluster.shards.client.clone(), addr.clone(), r.epoch);
+                    tokio::spawn(async move {
+                        if let Err(e) = client.drop_shard(&addr, id, epoch).await {
+                            tracing::debug!("shard {id}: dropping data on {addr} failed: {e}");
+                        }
+                    });
+                }
+            }
+            continue;
+        }
+        // Balance primaries too: hand the primary to the preferred in-sync holder.
+        if missing.is_none() && membership_settled {
+            if let Some(first) = want.first() {
+                if rec.primary.as_ref() != Some(first) && rec.replicas.iter().any(|r| r.in_sync && &r.node == first) {
+                    let first = first.clone();
+                    let _ = cluster.shards.change(id, &addrs, None, |r| r.make_primary(&first)).await;
+                    continue;
+                }
+            }
+        }
+        if let (Some(target), false, true) = (missing, copying, room) {
+            let reason = if draining_holder {
+                "drain"
+            } else if rec.pinned.is_some() {
+                "manual"
+            } else if membership_settled {
+                "rebalance"
+            } else {
+                continue;
+            };
+            spawn_copy(cluster.clone(), id, target, reason);
+        }
+    }
+    update_stats(cluster).await;
+}
+
+fn record_recent(m: &Mover, info: MoveInfo) {
+    let mut r = lock(&m.recent);
+    if r.len() == RECENT_MOVES {
+        r.pop_front();
+    }
+    r.push_back(info);
+}
+
+/// Copies shard `id` onto `target` from its primary, while live writes also reach it;
+/// marks it in sync only if no live write to it failed meanwhile.
+fn spawn_copy(cluster: Arc<Cluster>, id: u32, target: String, reason: &'static str) {
+    let info = MoveInfo {
+        shard: id,
+        to: target.clone(),
+        from: None,
+        reason,
+        started_ms: unix_ms(),
+        state: "copying",
+        error: None,
+        duration_seconds: 0.0,
+    };
+    lock(&cluster.mover.in_flight).insert(id, info.clone());
+    cluster.metrics.moves_in_flight.inc();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let span = tracing::info_span!("shard.move", shard = id, to = %target, reason);
+        let result = {
+            let _g = span.enter();
+            tracing::info!("shard {id}: copying to {target} ({reason})");
+            drop(_g);
+            copy(&cluster, id, &target).await
+        };
+        let secs = started.elapsed().as_secs_f64();
+        let mut done = info;
+        done.duration_seconds = secs;
+        match &result {
+            Ok(from) => {
+                done.state = "ok";
+                done.from = Some(from.clone());
+                tracing::info!("shard {id}: copy from {from} to {target} in sync after {secs:.2}s ({reason})");
+            }
+            Err(e) => {
+                done.state = "failed";
+                done.error = Some(e.clone());
+                tracing::warn!("shard {id}: copy to {target} failed after {secs:.2}s: {e}");
+                let addrs = cluster.addrs();
+                let _ = cluster
+                    .shards
+                    .change(id, &addrs, None, |r| r.replicas.retain(|x| x.node != target || x.in_sync))
+                    .await;
+            }
+        }
+        cluster.metrics.moved(reason, result.is_ok(), secs);
+        cluster.metrics.moves_in_flight.dec();
+        lock(&cluster.mover.in_flight).remove(&id);
+        record_recent(&cluster.mover, done);
+        cluster.mover.wake();
+    });
+}
+
+async fn copy(cluster: &Cluster, id: u32, target: &str) -> Result<String, String> {
+    let addrs: Addrs = cluster.addrs();
+    let target_addr = addrs.get(target).ok_or("target has no address")?.clone();
+    let slot = cluster.shards.slot(id).ok_or("no such shard")?;
+    // Reset before the copy joins the write set: from then on, any failed live write
+    // to it must be seen.
+    slot.copy_broken.store(false, Ordering::Release);
+    let rec = cluster
+        .shards
+        .change(id, &addrs, Some(target), |r| {
+            if !r.holds(target) {
+                r.replicas.push(Replica { node: target.to_string(), in_sync: false });
+            }
+        })
+        .await?
+        .ok_or("the target already holds the shard")?;
+    let from = rec.primary.clone().ok_or("no primary to copy from")?;
+    let from_addr = addrs.get(&from).ok_or("primary has no address")?;
+    {
+        let _span = tracing::info_span!("shard.copy", shard = id, from = %from, to = %target).entered();
+    }
+    cluster
+        .shards
+        .client
+        .pull(&target_addr, id, rec.epoch, from_addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    if slot.copy_broken.load(Ordering::Acquire) {
+        return Err("a live write to the copy failed during the copy".into());
+    }
+    let marked = cluster
+        .shards
+        .change(id, &addrs, None, |r| {
+            if r.epoch == rec.epoch {
+                for x in r.replicas.iter_mut().filter(|x| x.node == target) {
+                    x.in_sync = true;
+                }
+            }
+        })
+        .await?;
+    match marked {
+        Some(r) if r.replicas.iter().any(|x| x.node == target && x.in_sync) => Ok(from),
+        _ => Err("the shard changed during the copy".into()),
+    }
+}
+
+/// Refreshes per-node shard counts (which drive draining → drained) and shard health.
+pub async fn update_stats(cluster: &Cluster) {
+    let records = cluster.shards.snapshot().await;
+    let rf = cluster.shards.rf;
+    let mut stats = ShardStats { total: records.len(), ..Default::default() };
+    for r in &records {
+        match r.health(rf) {
+            ShardHealth::Ok => {}
+            ShardHealth::UnderReplicated => stats.under_replicated += 1,
+            ShardHealth::Unavailable => stats.unavailable += 1,
+        }
+        for (node, _) in r.write_set() {
+            let e = stats.per_node.entry(node.to_string()).or_default();
+            if r.primary.as_deref() == Some(node) {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+    }
+    let now = std::time::Instant::now();
+    for cell in cluster.nodes.all() {
+        let held = stats.per_node.get(cell.id.as_ref()).map_or(0, |(p, r)| p + r);
+        let mut n = cell.lock();
+        if n.shards_held != held {
+            n.shards_held = held;
+            if let Some(old) = n.refresh_state(now) {
+                cluster.state_changed(&cell, &n, old, now);
+            }
+        }
+    }
+    *lock(&cluster.mover.stats) = stats;
+}
