@@ -1,0 +1,330 @@
+//! The heartbeat load generator: simulated agents with real node keys and signatures,
+//! spread over keep-alive HTTP/1.1 connections, sending at a fixed aggregate rate
+//! (open loop: latency counts from the moment a request was *due*, so a slow
+//! coordinator cannot hide behind back-pressure).
+
+use crate::http::connect;
+use anyhow::Result;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::Request;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use torua_protocol::{authorization_header, derive_node_key, sign, NodeKey};
+
+/// Address every simulated node reports; nothing listens there.
+pub const NODE_ADDR: &str = "http://127.0.0.1:9";
+
+/// One simulated agent: its id, key and replay state.
+pub struct SimNode {
+    pub id: String,
+    key: NodeKey,
+    incarnation: u64,
+    seq: u64,
+}
+
+impl SimNode {
+    pub fn new(secret: &[u8], id: String, incarnation: u64) -> SimNode {
+        SimNode {
+            key: derive_node_key(secret, &id),
+            id,
+            incarnation,
+            seq: 0,
+        }
+    }
+
+    /// The next heartbeat (seq + 1, sent now) and its `Authorization` header.
+    pub fn next(&mut self, interval_ms: u64) -> (Vec<u8>, String) {
+        self.seq += 1;
+        let body = body(&self.id, self.incarnation, self.seq, now_ms(), interval_ms);
+        let auth = authorization_header(&self.id, &sign(&self.key, &body));
+        (body, auth)
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A SPEC §2 heartbeat like a real agent's (one http check, two disk metrics),
+/// written from a template: serde would cost the generator more than the format.
+pub fn body(id: &str, incarnation: u64, seq: u64, sent_at_ms: u64, interval_ms: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(420);
+    write!(
+        b,
+        concat!(
+            r#"{{"v":1,"node_id":"{}","incarnation":{},"seq":{},"sent_at_ms":{},"#,
+            r#""interval_ms":{},"node_addr":"{}","state":"running","liveness":"pass","#,
+            r#""readiness":"pass","checks":[{{"name":"node-http","kind":"http","#,
+            r#""status":"pass","duration_ms":0.8,"message":"200 OK"}}],"#,
+            r#""metrics":{{"disk_free_bytes":1.2e11,"disk_total_bytes":2.5e11}},"#,
+            r#""capacity":{{"weight":1.0}}}}"#
+        ),
+        id, incarnation, seq, sent_at_ms, interval_ms, NODE_ADDR
+    )
+    .expect("write to Vec");
+    b
+}
+
+/// The simulated fleet, `nodes` agents named `bench-<i>`, split over `connections`.
+pub fn fleet(secret: &[u8], nodes: usize, connections: usize, addr: SocketAddr) -> Vec<Conn> {
+    let incarnation = now_ms();
+    let connections = connections.clamp(1, nodes.max(1));
+    let mut conns: Vec<Conn> = (0..connections)
+        .map(|_| Conn {
+            addr,
+            send: None,
+            nodes: Vec::new(),
+            next: 0,
+        })
+        .collect();
+    for i in 0..nodes {
+        conns[i % connections]
+            .nodes
+            .push(SimNode::new(secret, format!("bench-{i}"), incarnation));
+    }
+    conns
+}
+
+/// One keep-alive connection and the simulated nodes that take turns on it.
+pub struct Conn {
+    addr: SocketAddr,
+    send: Option<SendRequest<Full<Bytes>>>,
+    pub nodes: Vec<SimNode>,
+    next: usize,
+}
+
+/// What a step of load produced.
+pub struct Tally {
+    /// Due time → answer, µs.
+    pub latency: Histogram<u64>,
+    /// Actual send → answer, µs (no queueing behind earlier requests).
+    pub service: Histogram<u64>,
+    pub accepted: u64,
+    /// Non-200 answers by error code.
+    pub rejected: BTreeMap<String, u64>,
+    /// Connection or protocol errors (no answer).
+    pub errors: u64,
+    /// Requests that were due but never sent before the step's grace ran out.
+    pub unsent: u64,
+}
+
+impl Tally {
+    pub fn new() -> Tally {
+        Tally {
+            latency: Histogram::new_with_bounds(1, 120_000_000, 3).expect("bounds"),
+            service: Histogram::new_with_bounds(1, 120_000_000, 3).expect("bounds"),
+            accepted: 0,
+            rejected: BTreeMap::new(),
+            errors: 0,
+            unsent: 0,
+        }
+    }
+
+    pub fn merge(&mut self, other: &Tally) {
+        let _ = self.latency.add(&other.latency);
+        let _ = self.service.add(&other.service);
+        self.accepted += other.accepted;
+        for (k, v) in &other.rejected {
+            *self.rejected.entry(k.clone()).or_default() += v;
+        }
+        self.errors += other.errors;
+        self.unsent += other.unsent;
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new()
+    }
+}
+
+enum Outcome {
+    Accepted,
+    Rejected(String),
+}
+
+impl Conn {
+    /// Sends the next node's heartbeat and waits for the answer.
+    async fn send_one(&mut self, interval_ms: u64) -> Result<Outcome> {
+        if self.send.as_ref().is_none_or(|s| s.is_closed()) {
+            self.send = Some(connect(self.addr).await?);
+        }
+        let i = self.next;
+        self.next = (self.next + 1) % self.nodes.len();
+        let (body, auth) = self.nodes[i].next(interval_ms);
+        let req = Request::post("/v1/heartbeat")
+            .header("host", "coordinator")
+            .header("content-type", "application/json")
+            .header("authorization", auth)
+            .body(Full::new(Bytes::from(body)))?;
+        let send = self.send.as_mut().expect("connected");
+        let res = async {
+            send.ready().await?;
+            let res = send.send_request(req).await?;
+            let status = res.status().as_u16();
+            let body = res.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        }
+        .await;
+        let (status, body) = match res {
+            Ok(r) => r,
+            Err(e) => {
+                self.send = None;
+                return Err(e);
+            }
+        };
+        if status == 200 {
+            return Ok(Outcome::Accepted);
+        }
+        let code = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("http_{status}"));
+        Ok(Outcome::Rejected(code))
+    }
+
+    /// Open loop: request k is due at `start + offset + k * period` until `end`; due
+    /// requests still unsent at `end + grace` are counted as `unsent`.
+    pub async fn run_open(
+        mut self,
+        start: Instant,
+        offset: Duration,
+        period: Duration,
+        end: Instant,
+        interval_ms: u64,
+    ) -> (Conn, Tally) {
+        let grace = Duration::from_secs(2);
+        let mut t = Tally::new();
+        let mut k: u32 = 0;
+        loop {
+            let due = start + offset + period * k;
+            if due >= end {
+                break;
+            }
+            let now = Instant::now();
+            if now > end + grace {
+                let left = (end.duration_since(due).as_secs_f64() / period.as_secs_f64()) as u64;
+                t.unsent += left + 1;
+                break;
+            }
+            if due > now {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let sent = Instant::now();
+            let outcome = self.send_one(interval_ms).await;
+            let done = Instant::now();
+            match outcome {
+                Ok(o) => {
+                    let _ = t
+                        .latency
+                        .record(done.duration_since(due).as_micros().max(1) as u64);
+                    let _ = t
+                        .service
+                        .record(done.duration_since(sent).as_micros().max(1) as u64);
+                    match o {
+                        Outcome::Accepted => t.accepted += 1,
+                        Outcome::Rejected(code) => *t.rejected.entry(code).or_default() += 1,
+                    }
+                }
+                Err(_) => t.errors += 1,
+            }
+            k += 1;
+        }
+        (self, t)
+    }
+
+    /// Closed loop: one heartbeat for each of this connection's nodes, back to back.
+    pub async fn register_all(mut self, interval_ms: u64) -> (Conn, Tally) {
+        let mut t = Tally::new();
+        for _ in 0..self.nodes.len() {
+            let sent = Instant::now();
+            match self.send_one(interval_ms).await {
+                Ok(o) => {
+                    let _ = t.service.record(sent.elapsed().as_micros().max(1) as u64);
+                    match o {
+                        Outcome::Accepted => t.accepted += 1,
+                        Outcome::Rejected(code) => *t.rejected.entry(code).or_default() += 1,
+                    }
+                }
+                Err(_) => t.errors += 1,
+            }
+        }
+        (self, t)
+    }
+}
+
+/// Runs `conns` at an aggregate `rate`/s for `dur`; returns the connections (with
+/// their nodes' seq advanced) and the merged tally, plus the wall time used.
+pub async fn run_rate(
+    conns: Vec<Conn>,
+    rate: f64,
+    dur: Duration,
+    interval_ms: u64,
+) -> (Vec<Conn>, Tally, Duration) {
+    let n = conns.len() as f64;
+    let period = Duration::from_secs_f64(n / rate);
+    let start = Instant::now() + Duration::from_millis(20);
+    let end = start + dur;
+    let handles: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            // Stagger connections evenly over one period.
+            let offset = period.mul_f64(i as f64 / n);
+            tokio::spawn(c.run_open(start, offset, period, end, interval_ms))
+        })
+        .collect();
+    collect(handles, start).await
+}
+
+/// One heartbeat per node, as fast as the connections go (registers a fleet).
+pub async fn register(conns: Vec<Conn>, interval_ms: u64) -> (Vec<Conn>, Tally, Duration) {
+    let start = Instant::now();
+    let handles: Vec<_> = conns
+        .into_iter()
+        .map(|c| tokio::spawn(c.register_all(interval_ms)))
+        .collect();
+    collect(handles, start).await
+}
+
+async fn collect(
+    handles: Vec<tokio::task::JoinHandle<(Conn, Tally)>>,
+    start: Instant,
+) -> (Vec<Conn>, Tally, Duration) {
+    let mut conns = Vec::with_capacity(handles.len());
+    let mut total = Tally::new();
+    for h in handles {
+        let (c, t) = h.await.expect("load task panicked");
+        total.merge(&t);
+        conns.push(c);
+    }
+    (conns, total, start.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_is_a_valid_heartbeat() {
+        let b = body("bench-7", 1_700_000_000_000, 3, 1_700_000_000_500, 1000);
+        let hb = torua_protocol::decode_heartbeat(&b).expect("decodes");
+        assert_eq!(hb.node_id, "bench-7");
+        assert_eq!(hb.seq, 3);
+        assert_eq!(hb.checks.len(), 1);
+        assert_eq!(hb.metrics.len(), 2);
+        assert_eq!(hb.node_addr, NODE_ADDR);
+    }
+}
