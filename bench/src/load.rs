@@ -150,14 +150,14 @@ impl Default for Tally {
     }
 }
 
-enum Outcome {
+pub enum Outcome {
     Accepted,
     Rejected(String),
 }
 
 impl Conn {
     /// Sends the next node's heartbeat and waits for the answer.
-    async fn send_one(&mut self, interval_ms: u64) -> Result<Outcome> {
+    pub async fn send_one(&mut self, interval_ms: u64) -> Result<Outcome> {
         if self.send.as_ref().is_none_or(|s| s.is_closed()) {
             self.send = Some(connect(self.addr).await?);
         }
