@@ -196,14 +196,21 @@ impl Heartbeater {
         let hb = self.build(state);
         let body = serde_json::to_vec(&hb).expect("a heartbeat serialises");
         let sig = sign(&self.key, &body);
-        let req = hyper::Request::post(self.url.clone())
+        let span = tracing::debug_span!(
+            "heartbeat.send",
+            node = %self.node_id,
+            seq = hb.seq,
+            state = ?state,
+            result = tracing::field::Empty
+        );
+        let mut req = hyper::Request::post(self.url.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(AUTHORIZATION, authorization_header(&self.node_id, &sig))
             .body(Full::new(Bytes::from(body)))
             .expect("a valid request");
+        crate::telemetry::inject(&span, req.headers_mut());
         let started = std::time::Instant::now();
         let client = &self.client;
-        let span = tracing::debug_span!("heartbeat.send", seq = hb.seq, state = ?state);
         let answer = tokio::time::timeout(timeout, async {
             let resp = client.request(req).await.map_err(|e| describe_error(&e))?;
             let status = resp.status();
@@ -214,7 +221,7 @@ impl Heartbeater {
                 .to_bytes();
             Ok::<_, String>((status, body))
         })
-        .instrument(span)
+        .instrument(span.clone())
         .await;
         let rtt = started.elapsed().as_secs_f64();
         let outcome = match answer {
@@ -240,6 +247,14 @@ impl Heartbeater {
                 },
             },
         };
+        span.record(
+            "result",
+            match &outcome {
+                SendOutcome::Accepted(_) => "ok",
+                SendOutcome::Rejected { code, .. } => code.as_str(),
+                SendOutcome::Failed(_) => "error",
+            },
+        );
         self.account(&hb, &outcome, rtt);
         outcome
     }

@@ -19,6 +19,7 @@ mod locate;
 pub mod metrics;
 pub mod notify;
 pub mod server;
+pub mod telemetry;
 #[cfg(test)]
 mod testutil;
 

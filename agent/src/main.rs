@@ -17,18 +17,12 @@ fn main() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 }));
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let telemetry = torua_agent::telemetry::init("torua-agent");
     let config = match Config::load(&cli) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("torua-agent: {e}");
+            telemetry.shutdown();
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
@@ -42,6 +36,8 @@ fn main() -> anyhow::Result<ExitCode> {
         torua_agent::run(config, shutdown).await?;
         Ok::<_, anyhow::Error>(())
     });
+    drop(runtime);
+    telemetry.shutdown();
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
