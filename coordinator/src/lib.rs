@@ -33,6 +33,7 @@ pub mod shardmap;
 pub mod shards;
 pub mod signals;
 pub mod store;
+pub mod telemetry;
 
 use cluster::{unix_ms, Cluster};
 use config::Config;

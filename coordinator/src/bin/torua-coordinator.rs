@@ -18,7 +18,13 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    torua_coordinator::cli::init_logging();
+    let telemetry = torua_coordinator::telemetry::init("torua-coordinator");
+    let code = run(args);
+    telemetry.shutdown();
+    code
+}
+
+fn run(args: Args) -> ExitCode {
     let file = match args.config.as_deref().map(Settings::from_file).transpose() {
         Ok(f) => f.unwrap_or_default(),
         Err(e) => return usage(e),
@@ -31,7 +37,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -46,7 +52,10 @@ fn main() -> ExitCode {
                 ExitCode::from(78)
             }
         }
-    })
+    });
+    // The exporter's blocking client must be shut down outside the runtime.
+    drop(rt);
+    code
 }
 
 /// Configuration errors exit 64 (EX_USAGE), like linkerd's proxy.

@@ -87,31 +87,50 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
 }
 
 async fn heartbeat(cluster: &Cluster, req: Request<Incoming>) -> Resp {
-    let started = Instant::now();
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = match read_body(req, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(resp) => {
-            cluster.metrics.heartbeat_rejected(ErrorCode::TooLarge);
-            return resp;
-        }
+    let span = tracing::debug_span!(
+        "heartbeat.receive",
+        node = tracing::field::Empty,
+        state = tracing::field::Empty,
+        result = tracing::field::Empty
+    );
+    crate::telemetry::set_parent_from(&span, req.headers());
+    let handle = async {
+        let started = Instant::now();
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = match read_body(req, MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(resp) => {
+                cluster.metrics.heartbeat_rejected(ErrorCode::TooLarge);
+                tracing::Span::current().record("result", ErrorCode::TooLarge.as_str());
+                return resp;
+            }
+        };
+        let result = cluster.handle_heartbeat(auth.as_deref(), &body, Instant::now(), unix_ms());
+        let span = tracing::Span::current();
+        let resp = match result {
+            Ok(ack) => {
+                span.record("node", ack.node_id.as_str());
+                span.record("state", ack.state.as_str());
+                span.record("result", "ok");
+                ok(&ack)
+            }
+            Err(r) => {
+                span.record("result", r.code.as_str());
+                tracing::debug!("heartbeat rejected: {}: {}", r.code.as_str(), r.message);
+                error(r.code, r.message)
+            }
+        };
+        cluster
+            .metrics
+            .heartbeat_handle_seconds
+            .observe(started.elapsed().as_secs_f64());
+        resp
     };
-    let resp = match cluster.handle_heartbeat(auth.as_deref(), &body, Instant::now(), unix_ms()) {
-        Ok(ack) => ok(&ack),
-        Err(r) => {
-            tracing::debug!("heartbeat rejected: {}: {}", r.code.as_str(), r.message);
-            error(r.code, r.message)
-        }
-    };
-    cluster
-        .metrics
-        .heartbeat_handle_seconds
-        .observe(started.elapsed().as_secs_f64());
-    resp
+    tracing::Instrument::instrument(handle, span).await
 }
 
 /// Reads at most `limit` bytes; a larger body is refused without buffering it.
