@@ -14,7 +14,7 @@ use thiserror::Error;
 /// Bytes of a key that travel unescaped in a node URL path.
 const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Writes and reads to one node. Short, because a holder that hangs this long is
 /// evicted (writes) or skipped for a replica (reads); a 16 MiB value takes
 /// milliseconds on a healthy network.

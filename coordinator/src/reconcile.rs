@@ -15,7 +15,7 @@
 
 use crate::cluster::{unix_ms, Cluster};
 use crate::placement::{place, Candidate};
-use crate::shardmap::{Replica, ShardHealth};
+use crate::shardmap::Replica;
 use crate::shards::Addrs;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -60,7 +60,9 @@ pub struct Mover {
     rebalance_now: AtomicBool,
     unfreeze: AtomicBool,
     frozen: AtomicBool,
-    pub stats: Mutex<ShardStats>,
+    /// Copy target and cancel signal per running copy. Cancelling interrupts only
+    /// the pull, so map changes are never cut in half.
+    tasks: Mutex<HashMap<u32, (String, Arc<Notify>)>>,
 }
 
 impl Mover {
@@ -88,9 +90,6 @@ impl Mover {
         (inf, lock(&self.recent).iter().rev().cloned().collect())
     }
 
-    pub fn stats(&self) -> ShardStats {
-        lock(&self.stats).clone()
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -143,7 +142,7 @@ pub async fn pass(cluster: &Arc<Cluster>) {
     let unhealthy = nodes.values().filter(|n| n.state == NodeState::Unhealthy && !n.draining).count();
     // After a restart, wait for nodes to report before judging anyone.
     if in_grace && unknown > 0 {
-        update_stats(cluster).await;
+        update_stats(cluster);
         return;
     }
     let dead = |id: &str| match nodes.get(id) {
@@ -167,7 +166,7 @@ pub async fn pass(cluster: &Arc<Cluster>) {
     }
     cluster.metrics.moves_frozen.set(i64::from(frozen));
     if frozen {
-        update_stats(cluster).await;
+        update_stats(cluster);
         return;
     }
 
@@ -186,7 +185,17 @@ pub async fn pass(cluster: &Arc<Cluster>) {
     };
 
     let desired = place(cluster.shards.slots.len() as u32, cluster.shards.rf, &candidates);
-    let mut records = cluster.shards.snapshot().await;
+    // A copy onto a node that died meanwhile would only wait out its timeout.
+    let doomed: Vec<u32> = lock(&m.tasks)
+        .iter()
+        .filter(|(_, (target, _))| dead(target) || nodes.get(target).is_some_and(|n| n.draining))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in doomed {
+        abort_move(cluster, id, "the target node is no longer eligible");
+    }
+
+    let mut records = cluster.shards.snapshot();
     // Urgent work first: shards whose primary is draining or dead.
     records.sort_by_key(|r| {
         let p = r.primary.as_deref().unwrap_or("");
@@ -200,6 +209,17 @@ pub async fn pass(cluster: &Arc<Cluster>) {
             None => desired[id as usize].clone(),
         };
         if lock(&m.in_flight).contains_key(&id) {
+            continue;
+        }
+
+        // A copy with no task behind it was abandoned (coordinator crash mid-copy):
+        // drop it; the steps below start a fresh one if it is still wanted.
+        if rec.replicas.iter().any(|r| !r.in_sync) {
+            let _ = cluster
+                .shards
+                .change(id, &addrs, None, |r| r.replicas.retain(|x| x.in_sync))
+                .await;
+            tracing::info!("shard {id}: dropped an abandoned copy");
             continue;
         }
 
@@ -358,7 +378,7 @@ pub async fn pass(cluster: &Arc<Cluster>) {
             spawn_copy(cluster.clone(), id, target, reason);
         }
     }
-    update_stats(cluster).await;
+    update_stats(cluster);
 }
 
 fn record_recent(m: &Mover, info: MoveInfo) {
@@ -384,6 +404,8 @@ fn spawn_copy(cluster: Arc<Cluster>, id: u32, target: String, reason: &'static s
     };
     lock(&cluster.mover.in_flight).insert(id, info.clone());
     cluster.metrics.moves_in_flight.inc();
+    let cancel = Arc::new(Notify::new());
+    lock(&cluster.mover.tasks).insert(id, (target.clone(), cancel.clone()));
     tokio::spawn(async move {
         let started = Instant::now();
         let span = tracing::info_span!("shard.move", shard = id, to = %target, reason);
@@ -391,7 +413,7 @@ fn spawn_copy(cluster: Arc<Cluster>, id: u32, target: String, reason: &'static s
             let _g = span.enter();
             tracing::info!("shard {id}: copying to {target} ({reason})");
             drop(_g);
-            copy(&cluster, id, &target).await
+            copy(&cluster, id, &target, &cancel).await
         };
         let secs = started.elapsed().as_secs_f64();
         let mut done = info;
@@ -413,41 +435,52 @@ fn spawn_copy(cluster: Arc<Cluster>, id: u32, target: String, reason: &'static s
                     .await;
             }
         }
+        lock(&cluster.mover.tasks).remove(&id);
         cluster.metrics.moved(reason, result.is_ok(), secs);
         cluster.metrics.moves_in_flight.dec();
         lock(&cluster.mover.in_flight).remove(&id);
         record_recent(&cluster.mover, done);
+        update_stats(&cluster);
         cluster.mover.wake();
     });
 }
 
-async fn copy(cluster: &Cluster, id: u32, target: &str) -> Result<String, String> {
+/// Asks shard `id`'s copy to give up; it then fails and rolls back as usual.
+fn abort_move(cluster: &Cluster, id: u32, why: &str) {
+    if let Some((target, cancel)) = lock(&cluster.mover.tasks).get(&id) {
+        tracing::warn!("shard {id}: cancelling the copy to {target}: {why}");
+        cancel.notify_one();
+    }
+}
+
+async fn copy(cluster: &Cluster, id: u32, target: &str, cancel: &Notify) -> Result<String, String> {
     let addrs: Addrs = cluster.addrs();
     let target_addr = addrs.get(target).ok_or("target has no address")?.clone();
     let slot = cluster.shards.slot(id).ok_or("no such shard")?;
     // Reset before the copy joins the write set: from then on, any failed live write
     // to it must be seen.
     slot.copy_broken.store(false, Ordering::Release);
-    let rec = cluster
+    let (rec, untold) = cluster
         .shards
-        .change(id, &addrs, Some(target), |r| {
+        .change_checked(id, &addrs, Some(target), |r| {
             if !r.holds(target) {
                 r.replicas.push(Replica { node: target.to_string(), in_sync: false });
             }
         })
         .await?
         .ok_or("the target already holds the shard")?;
+    if untold.iter().any(|n| n == target) {
+        return Err(format!("{target} did not accept the assignment"));
+    }
     let from = rec.primary.clone().ok_or("no primary to copy from")?;
     let from_addr = addrs.get(&from).ok_or("primary has no address")?;
     {
         let _span = tracing::info_span!("shard.copy", shard = id, from = %from, to = %target).entered();
     }
-    cluster
-        .shards
-        .client
-        .pull(&target_addr, id, rec.epoch, from_addr)
-        .await
-        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        r = cluster.shards.client.pull(&target_addr, id, rec.epoch, from_addr) => r.map_err(|e| e.to_string())?,
+        _ = cancel.notified() => return Err("cancelled: the target is no longer eligible".into()),
+    }
     if slot.copy_broken.load(Ordering::Acquire) {
         return Err("a live write to the copy failed during the copy".into());
     }
@@ -467,26 +500,9 @@ async fn copy(cluster: &Cluster, id: u32, target: &str) -> Result<String, String
     }
 }
 
-/// Refreshes per-node shard counts (which drive draining → drained) and shard health.
-pub async fn update_stats(cluster: &Cluster) {
-    let records = cluster.shards.snapshot().await;
-    let rf = cluster.shards.rf;
-    let mut stats = ShardStats { total: records.len(), ..Default::default() };
-    for r in &records {
-        match r.health(rf) {
-            ShardHealth::Ok => {}
-            ShardHealth::UnderReplicated => stats.under_replicated += 1,
-            ShardHealth::Unavailable => stats.unavailable += 1,
-        }
-        for (node, _) in r.write_set() {
-            let e = stats.per_node.entry(node.to_string()).or_default();
-            if r.primary.as_deref() == Some(node) {
-                e.0 += 1;
-            } else {
-                e.1 += 1;
-            }
-        }
-    }
+/// Refreshes per-node shard counts, which drive draining → drained.
+pub fn update_stats(cluster: &Cluster) {
+    let stats = cluster.shards.stats();
     let now = std::time::Instant::now();
     for cell in cluster.nodes.all() {
         let held = stats.per_node.get(cell.id.as_ref()).map_or(0, |(p, r)| p + r);
@@ -498,5 +514,4 @@ pub async fn update_stats(cluster: &Cluster) {
             }
         }
     }
-    *lock(&cluster.mover.stats) = stats;
 }

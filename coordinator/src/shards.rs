@@ -8,6 +8,7 @@
 //! nodes, then made visible to requests — never in another order.
 
 use crate::nodeclient::NodeClient;
+use crate::reconcile::ShardStats;
 use futures_util::future::join_all;
 use crate::shardmap::{ShardHealth, ShardRecord};
 use crate::store::{Store, StoreError};
@@ -18,7 +19,10 @@ use tokio::sync::{RwLock, RwLockReadGuard};
 
 pub struct Slot {
     pub id: u32,
-    pub record: RwLock<ShardRecord>,
+    pub record: Arc<RwLock<ShardRecord>>,
+    /// The last published record, readable without waiting for a change in
+    /// progress (status, metrics and views must not block on a slow node).
+    view: std::sync::Mutex<ShardRecord>,
     /// Set when a live write to a copy in progress failed: that copy must not be
     /// marked in sync.
     pub copy_broken: AtomicBool,
@@ -41,9 +45,11 @@ impl ShardSet {
             store.load_shards()?.into_iter().map(|r| (r.id, r)).collect();
         let slots = (0..shards)
             .map(|id| {
+                let rec = records.remove(&id).unwrap_or_else(|| ShardRecord::new(id));
                 Arc::new(Slot {
                     id,
-                    record: RwLock::new(records.remove(&id).unwrap_or_else(|| ShardRecord::new(id))),
+                    view: std::sync::Mutex::new(rec.clone()),
+                    record: Arc::new(RwLock::new(rec)),
                     copy_broken: AtomicBool::new(false),
                 })
             })
@@ -83,9 +89,7 @@ impl ShardSet {
         self.slots[id as usize].record.read().await
     }
 
-    /// Applies `f` to a copy of the shard's record; if it changed, bumps the epoch,
-    /// commits it, tells every holder (a new copy target with `reset`), then publishes
-    /// it. Returns the new record, or None when `f` changed nothing.
+    /// Like [`ShardSet::change_checked`], ignoring which holders could not be told.
     pub async fn change(
         &self,
         id: u32,
@@ -93,8 +97,26 @@ impl ShardSet {
         reset: Option<&str>,
         f: impl FnOnce(&mut ShardRecord),
     ) -> Result<Option<ShardRecord>, String> {
-        let slot = &self.slots[id as usize];
-        let mut guard = slot.record.write().await;
+        Ok(self.change_checked(id, addrs, reset, f).await?.map(|(r, _)| r))
+    }
+
+    /// Applies `f` to a copy of the shard's record; if it changed, bumps the epoch,
+    /// commits it, tells every holder (a new copy target with `reset`), then publishes
+    /// it. Returns the new record and the holders that could not be told, or None
+    /// when `f` changed nothing.
+    ///
+    /// Cancellation-safe: once `f` has run, the commit, push and publish finish in
+    /// their own task even if the caller is dropped (say, an HTTP client gave up),
+    /// so the store, the nodes and memory never disagree about the epoch.
+    pub async fn change_checked(
+        &self,
+        id: u32,
+        addrs: &Addrs,
+        reset: Option<&str>,
+        f: impl FnOnce(&mut ShardRecord),
+    ) -> Result<Option<(ShardRecord, Vec<String>)>, String> {
+        let slot = self.slots[id as usize].clone();
+        let guard = slot.record.clone().write_owned().await;
         let mut next = guard.clone();
         f(&mut next);
         if next == *guard {
@@ -102,53 +124,77 @@ impl ShardSet {
         }
         next.epoch = guard.epoch + 1;
         next.assigned |= next.primary.is_some();
-        let store = self.store.clone();
-        let commit = next.clone();
-        tokio::task::spawn_blocking(move || store.put_shards(&[commit]))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        self.push(&next, addrs, reset).await;
-        *guard = next.clone();
-        Ok(Some(next))
+        let (store, client) = (self.store.clone(), self.client.clone());
+        let (addrs, reset) = (addrs.clone(), reset.map(str::to_owned));
+        tokio::spawn(async move {
+            let mut guard = guard;
+            let commit = next.clone();
+            tokio::task::spawn_blocking(move || store.put_shards(&[commit]))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            let failed = push(&client, &next, &addrs, reset.as_deref()).await;
+            *slot.view.lock().unwrap_or_else(|p| p.into_inner()) = next.clone();
+            *guard = next.clone();
+            Ok(Some((next, failed)))
+        })
+        .await
+        .map_err(|e| format!("shard change task failed: {e}"))?
     }
 
-    /// Sends the record's assignment to each holder. A holder that cannot be told
-    /// will refuse requests at the new epoch, and the write path evicts it.
-    async fn push(&self, rec: &ShardRecord, addrs: &Addrs, reset: Option<&str>) {
-        let calls = rec.write_set().filter_map(|(node, _)| {
-            let addr = addrs.get(node)?.clone();
-            let role = rec.role_of(node).unwrap_or("replica");
-            let reset = reset == Some(node);
-            let client = self.client.clone();
-            let (id, epoch, node) = (rec.id, rec.epoch, node.to_string());
-            Some(async move {
-                if let Err(e) = client.assign(&addr, id, epoch, role, reset).await {
-                    tracing::warn!("shard {id} epoch {epoch}: assigning {node} failed: {e}");
+    /// The published records; never waits for a change in progress.
+    pub fn snapshot(&self) -> Vec<ShardRecord> {
+        self.slots
+            .iter()
+            .map(|s| s.view.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+
+    /// Per-node counts and shard health, computed from the published records.
+    pub fn stats(&self) -> ShardStats {
+        let mut stats = ShardStats {
+            total: self.slots.len(),
+            ..Default::default()
+        };
+        for r in self.snapshot() {
+            match r.health(self.rf) {
+                ShardHealth::Ok => {}
+                ShardHealth::UnderReplicated => stats.under_replicated += 1,
+                ShardHealth::Unavailable => stats.unavailable += 1,
+            }
+            for (node, _) in r.write_set() {
+                let e = stats.per_node.entry(node.to_string()).or_default();
+                if r.primary.as_deref() == Some(node) {
+                    e.0 += 1;
+                } else {
+                    e.1 += 1;
                 }
-            })
-        });
-        join_all(calls).await;
-    }
-
-    /// Counts per health class, for `/v1/cluster` and metrics.
-    pub async fn health_counts(&self) -> (usize, usize, usize) {
-        let (mut ok, mut under, mut unavailable) = (0, 0, 0);
-        for s in &self.slots {
-            match s.record.read().await.health(self.rf) {
-                ShardHealth::Ok => ok += 1,
-                ShardHealth::UnderReplicated => under += 1,
-                ShardHealth::Unavailable => unavailable += 1,
             }
         }
-        (ok, under, unavailable)
-    }
-
-    pub async fn snapshot(&self) -> Vec<ShardRecord> {
-        let mut out = Vec::with_capacity(self.slots.len());
-        for s in &self.slots {
-            out.push(s.record.read().await.clone());
-        }
-        out
+        stats
     }
 }
+
+/// Sends the record's assignment to each holder. A holder that cannot be told
+/// will refuse requests at the new epoch, and the write path evicts it.
+async fn push(client: &NodeClient, rec: &ShardRecord, addrs: &Addrs, reset: Option<&str>) -> Vec<String> {
+    let calls = rec.write_set().map(|(node, _)| {
+        let addr = addrs.get(node).cloned();
+        let role = rec.role_of(node).unwrap_or("replica");
+        let reset = reset == Some(node);
+        let client = client.clone();
+        let (id, epoch, node) = (rec.id, rec.epoch, node.to_string());
+        async move {
+            let Some(addr) = addr else { return Some(node) };
+            match client.assign(&addr, id, epoch, role, reset).await {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::warn!("shard {id} epoch {epoch}: assigning {node} failed: {e}");
+                    Some(node)
+                }
+            }
+        }
+    });
+    join_all(calls).await.into_iter().flatten().collect()
+}
+

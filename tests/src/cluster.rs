@@ -7,6 +7,7 @@ use crate::proc::{free_port, Proc};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const SECRET: &str = "e2e-cluster-secret-0123456789abcdef0123456789";
@@ -27,6 +28,10 @@ impl Default for Options {
     }
 }
 
+/// Extra environment for each process, by its name (`coordinator`, `node-n1`,
+/// `agent-n1`, ...).
+pub type ProcEnv = Arc<dyn Fn(&str) -> Vec<(String, String)> + Send + Sync>;
+
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub secret_file: PathBuf,
@@ -36,10 +41,16 @@ pub struct TestCluster {
     pub agents: Vec<Proc>,
     pub node_urls: Vec<String>,
     pub agent_urls: Vec<String>,
+    pub env: ProcEnv,
 }
 
 impl TestCluster {
     pub fn start(opts: Options) -> TestCluster {
+        TestCluster::start_with_env(opts, Arc::new(|_| Vec::new()))
+    }
+
+    /// Like [`TestCluster::start`], with extra environment variables per process.
+    pub fn start_with_env(opts: Options, env: ProcEnv) -> TestCluster {
         let dir = tempfile::Builder::new().prefix("torua-e2e-").tempdir().unwrap();
         let secret_file = dir.path().join("cluster-secret");
         std::fs::write(&secret_file, SECRET).unwrap();
@@ -56,7 +67,13 @@ impl TestCluster {
         ]
         .into();
         args.extend(opts.coordinator_args.iter().cloned());
-        let coord = Proc::start("coordinator", "torua-coordinator", &args, dir.path());
+        let coord = Proc::start_with_env(
+            "coordinator",
+            "torua-coordinator",
+            &args,
+            dir.path(),
+            &env("coordinator"),
+        );
         let mut c = TestCluster {
             dir,
             secret_file,
@@ -66,6 +83,7 @@ impl TestCluster {
             agents: Vec::new(),
             node_urls: Vec::new(),
             agent_urls: Vec::new(),
+            env,
         };
         c.wait_ready();
         for i in 1..=opts.nodes {
@@ -89,8 +107,9 @@ impl TestCluster {
         let node_port = free_port();
         let agent_port = free_port();
         let node_url = format!("http://127.0.0.1:{node_port}");
-        let node = Proc::start(
-            &format!("node-{id}"),
+        let node_name = format!("node-{id}");
+        let node = Proc::start_with_env(
+            &node_name,
             "torua-node",
             &[
                 "--listen".into(),
@@ -99,12 +118,15 @@ impl TestCluster {
                 id.into(),
             ],
             self.dir.path(),
+            &(self.env)(&node_name),
         );
-        let agent = Proc::start(
-            &format!("agent-{id}"),
+        let agent_name = format!("agent-{id}");
+        let agent = Proc::start_with_env(
+            &agent_name,
             "torua-agent",
             &self.agent_args(id, &node_url, agent_port, interval),
             self.dir.path(),
+            &(self.env)(&agent_name),
         );
         self.nodes.push(node);
         self.agents.push(agent);
@@ -179,4 +201,63 @@ impl TestCluster {
     pub fn metrics(&self) -> String {
         http::get(&format!("{}/metrics", self.url)).unwrap().text()
     }
+}
+
+/// Data-path helpers over the coordinator's `/v1/data` API.
+impl TestCluster {
+    pub fn key_url(&self, key: &str) -> String {
+        format!("{}/v1/data/{}", self.url, encode_key(key))
+    }
+
+    pub fn put(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        let r = http::send("PUT", &self.key_url(key), &[], value)?;
+        if r.status == 204 {
+            Ok(())
+        } else {
+            Err(format!("PUT {key}: {} {}", r.status, r.text()))
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let r = http::get(&self.key_url(key))?;
+        match r.status {
+            200 => Ok(Some(r.body)),
+            404 => Ok(None),
+            s => Err(format!("GET {key}: {s} {}", r.text())),
+        }
+    }
+
+    pub fn cluster_json(&self) -> Result<Value, String> {
+        Ok(http::get(&format!("{}/v1/cluster", self.url))?.json())
+    }
+
+    pub fn shards_json(&self) -> Result<Vec<Value>, String> {
+        let r = http::get(&format!("{}/v1/shards", self.url))?;
+        r.json()["shards"].as_array().cloned().ok_or_else(|| r.text())
+    }
+
+    /// Waits until the cluster is green with no move in flight.
+    pub fn wait_green(&self, timeout: Duration) -> Value {
+        poll_until(timeout, "cluster green and settled", || {
+            let c = self.cluster_json()?;
+            if c["status"] == "green" && c["moves_in_flight"] == 0 {
+                Ok(c)
+            } else {
+                Err(c.to_string())
+            }
+        })
+    }
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod otlp;
 pub mod proc;
 pub mod tools;
 

@@ -46,19 +46,32 @@ pub struct Proc {
     child: Child,
     exe: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Proc {
     pub fn start(name: &str, bin_name: &str, args: &[String], dir: &Path) -> Proc {
+        Proc::start_with_env(name, bin_name, args, dir, &[])
+    }
+
+    /// Like [`Proc::start`], with extra environment variables (kept for `restart`).
+    pub fn start_with_env(
+        name: &str,
+        bin_name: &str,
+        args: &[String],
+        dir: &Path,
+        env: &[(String, String)],
+    ) -> Proc {
         let exe = bin(bin_name);
         let log = dir.join(format!("{name}.log"));
-        let child = spawn(&exe, args, &log);
+        let child = spawn(&exe, args, env, &log);
         Proc {
             name: name.into(),
             log,
             child,
             exe,
             args: args.to_vec(),
+            env: env.to_vec(),
         }
     }
 
@@ -87,7 +100,7 @@ impl Proc {
     /// Starts the same command again (after `kill`), appending to the same log.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(&self.exe, &self.args, &self.log);
+        self.child = spawn(&self.exe, &self.args, &self.env, &self.log);
     }
 
     /// Waits for the process to exit by itself.
@@ -107,7 +120,7 @@ impl Proc {
     }
 }
 
-fn spawn(exe: &Path, args: &[String], log: &Path) -> Child {
+fn spawn(exe: &Path, args: &[String], env: &[(String, String)], log: &Path) -> Child {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -116,6 +129,7 @@ fn spawn(exe: &Path, args: &[String], log: &Path) -> Child {
     Command::new(exe)
         .args(args)
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)

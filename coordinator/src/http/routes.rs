@@ -32,7 +32,7 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
             "text/plain; version=0.0.4",
             cluster
                 .metrics
-                .render(&cluster.nodes, &cluster.mover.stats(), Instant::now()),
+                .render(&cluster.nodes, &cluster.shards.stats(), Instant::now()),
         ),
         (["v1", "heartbeat"], &Method::POST) => heartbeat(&cluster, req).await,
         (["v1", "heartbeat"], _) => method_not_allowed("POST"),
@@ -142,6 +142,13 @@ pub(super) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<By
         .and_then(|v| v.parse::<u64>().ok())
     {
         if len > limit as u64 {
+            // Read (and drop) a modestly oversized body first: most clients only
+            // read the answer once they have sent everything, and would otherwise see
+            // a broken pipe instead of the 413.
+            if len <= 2 * limit as u64 + (1 << 20) {
+                let mut body = req.into_body();
+                while let Some(Ok(_)) = body.frame().await {}
+            }
             return Err(error(
                 ErrorCode::TooLarge,
                 format!("body is {len} bytes, the limit is {limit}"),

@@ -20,7 +20,7 @@ fn view(r: &ShardRecord, rf: usize) -> Value {
 
 pub async fn list(cluster: &Cluster) -> Resp {
     let rf = cluster.shards.rf;
-    let shards: Vec<Value> = cluster.shards.snapshot().await.iter().map(|r| view(r, rf)).collect();
+    let shards: Vec<Value> = cluster.shards.snapshot().iter().map(|r| view(r, rf)).collect();
     ok(&json!({ "replication_factor": rf, "shards": shards }))
 }
 

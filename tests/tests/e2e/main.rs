@@ -1,7 +1,10 @@
 //! End-to-end tests over the real binaries. One test binary for all of them, since
 //! every integration-test file links its own (slow on 2 cores).
 
+mod assets;
 mod cli;
 mod failures;
 mod heartbeats;
 mod restart;
+mod shards;
+mod traces;

@@ -1,0 +1,255 @@
+//! Shards end to end: no acknowledged write is lost and every key stays readable
+//! through a node stop, a coordinator crash mid-rebalance, a drain under load; a
+//! failure storm freezes moves; Torua's `/data/{key}` patterns keep working.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::thread;
+use std::time::{Duration, Instant};
+use torua_tests::cluster::{Options, TestCluster};
+use torua_tests::{http, poll_until};
+
+const SOON: Duration = Duration::from_secs(20);
+
+fn fast() -> Options {
+    Options {
+        coordinator_args: ["--move-delay", "2s", "--rebalance-delay", "1s", "--shards", "16"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A few hundred keys of mixed sizes, one of them over 1 MiB, with awkward names.
+fn dataset(n: usize) -> BTreeMap<String, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    for i in 0..n {
+        let key = match i % 5 {
+            0 => format!("users/{i}/profile"),
+            1 => format!("with space {i}"),
+            2 => format!("mail@host:{i}"),
+            3 => format!("ключ/値/{i}"),
+            _ => format!("plain-{i}"),
+        };
+        let len = if i == 7 { 1_300_000 } else { (i * 37) % 3000 + 1 };
+        m.insert(key, (0..len).map(|j| ((i * 31 + j) % 251) as u8).collect());
+    }
+    m
+}
+
+fn write_all(c: &TestCluster, data: &BTreeMap<String, Vec<u8>>) {
+    for (k, v) in data {
+        c.put(k, v).unwrap();
+    }
+}
+
+/// Every key reads back exactly; returns the first problem otherwise.
+fn check_all(c: &TestCluster, data: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
+    for (k, v) in data {
+        match c.get(k)? {
+            Some(got) if got == *v => {}
+            Some(got) => return Err(format!("{k}: {} bytes differ from the {} written", got.len(), v.len())),
+            None => return Err(format!("{k}: missing")),
+        }
+    }
+    Ok(())
+}
+
+fn shard_counts(c: &TestCluster) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for s in c.shards_json().unwrap() {
+        for h in std::iter::once(s["primary"].clone()).chain(s["replicas"].as_array().unwrap().iter().map(|r| r["node"].clone())) {
+            if let Some(n) = h.as_str() {
+                *m.entry(n.to_string()).or_default() += 1;
+            }
+        }
+    }
+    m
+}
+
+/// Every shard has a primary and rf-1 in-sync replicas, on distinct known nodes.
+fn assert_consistent_map(c: &TestCluster, rf: usize) {
+    let known: Vec<String> = c.nodes_json().unwrap().iter().map(|n| n["id"].as_str().unwrap().to_string()).collect();
+    for s in c.shards_json().unwrap() {
+        let mut holders = vec![s["primary"].as_str().expect("primary").to_string()];
+        for r in s["replicas"].as_array().unwrap() {
+            assert_eq!(r["in_sync"], true, "{s}");
+            holders.push(r["node"].as_str().unwrap().to_string());
+        }
+        assert_eq!(holders.len(), rf, "{s}");
+        let mut d = holders.clone();
+        d.sort();
+        d.dedup();
+        assert_eq!(d.len(), rf, "distinct holders: {s}");
+        assert!(holders.iter().all(|h| known.contains(h)), "{s}");
+    }
+}
+
+#[test]
+fn node_stop_keeps_every_key_readable_and_repairs_then_rebalances_back() {
+    let c = TestCluster::start(fast());
+    c.wait_all("healthy", SOON);
+    c.wait_green(SOON);
+    let data = dataset(300);
+    write_all(&c, &data);
+    check_all(&c, &data).unwrap();
+
+    let t = Instant::now();
+    c.nodes[1].stop();
+    poll_until(SOON, "every key readable after the stop", || check_all(&c, &data));
+    let readable = t.elapsed();
+    // Writes work again too.
+    poll_until(SOON, "writes accepted", || c.put("after-stop", b"x"));
+    poll_until(Duration::from_secs(40), "under-replication repaired", || {
+        let cl = c.cluster_json()?;
+        if cl["shards_under_replicated"] == 0 && cl["status"] == "green" { Ok(()) } else { Err(cl.to_string()) }
+    });
+    let repaired = t.elapsed();
+    eprintln!("SIGSTOP node: every key readable after {readable:?}, under-replication 0 after {repaired:?}");
+    assert!(!shard_counts(&c).contains_key("n2"), "n2 holds nothing while stopped: {:?}", c.shards_json());
+    check_all(&c, &data).unwrap();
+
+    c.nodes[1].cont();
+    c.wait_state("n2", "healthy", SOON);
+    poll_until(Duration::from_secs(40), "shards spread over all three nodes", || {
+        let counts = shard_counts(&c);
+        let cl = c.cluster_json()?;
+        let even = counts.len() == 3 && counts.values().all(|&n| n >= 6);
+        if even && cl["status"] == "green" && cl["moves_in_flight"] == 0 { Ok(()) } else { Err(format!("{counts:?} {cl}")) }
+    });
+    check_all(&c, &data).unwrap();
+    assert_eq!(c.get("after-stop").unwrap().as_deref(), Some(&b"x"[..]));
+    assert_consistent_map(&c, 2);
+}
+
+#[test]
+fn coordinator_sigkill_mid_rebalance_loses_nothing() {
+    let mut opts = fast();
+    opts.nodes = 2;
+    opts.coordinator_args.extend(["--max-concurrent-moves", "1"].map(String::from));
+    let mut c = TestCluster::start(opts);
+    c.wait_all("healthy", SOON);
+    c.wait_green(SOON);
+    let data = dataset(200);
+    write_all(&c, &data);
+
+    c.add_node("n3", "1s");
+    poll_until(SOON, "a rebalance move in flight", || {
+        let m = http::get(&format!("{}/v1/moves", c.url))?.json();
+        if m["in_flight"].as_array().is_some_and(|a| !a.is_empty()) { Ok(()) } else { Err(m.to_string()) }
+    });
+    c.coord.kill();
+    c.coord.restart();
+    c.wait_ready();
+    c.wait_all("healthy", SOON);
+    poll_until(Duration::from_secs(60), "rebalance finished after the restart", || {
+        let counts = shard_counts(&c);
+        let cl = c.cluster_json()?;
+        if counts.get("n3").copied().unwrap_or(0) >= 6 && cl["status"] == "green" && cl["moves_in_flight"] == 0 {
+            Ok(())
+        } else {
+            Err(format!("{counts:?} {cl}"))
+        }
+    });
+    assert_consistent_map(&c, 2);
+    check_all(&c, &data).unwrap();
+}
+
+#[test]
+fn two_of_three_down_freezes_moves_and_nothing_flaps() {
+    let c = TestCluster::start(fast());
+    c.wait_all("healthy", SOON);
+    c.wait_green(SOON);
+    c.agents[0].stop();
+    c.agents[1].stop();
+    poll_until(SOON, "moves frozen", || {
+        let cl = c.cluster_json()?;
+        if cl["moves_frozen"] == true { Ok(()) } else { Err(cl.to_string()) }
+    });
+    assert!(c.metrics().contains("torua_moves_frozen 1"));
+    let before: Vec<Value> = c.shards_json().unwrap();
+    // Well past move_delay and rebalance_delay: still nothing may move.
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        assert_eq!(c.shards_json().unwrap(), before, "the shard map changed while frozen");
+        thread::sleep(Duration::from_millis(250));
+    }
+    assert!(c.coord.log_text().contains("storm guard"), "logged");
+    c.agents[0].cont();
+    c.agents[1].cont();
+    poll_until(SOON, "moves unfrozen", || {
+        let cl = c.cluster_json()?;
+        if cl["moves_frozen"] == false { Ok(()) } else { Err(cl.to_string()) }
+    });
+}
+
+#[test]
+fn drain_under_load_has_no_client_errors_and_ends_drained() {
+    let c = TestCluster::start(fast());
+    c.wait_all("healthy", SOON);
+    c.wait_green(SOON);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (written, errors) = thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let (mut written, mut errors) = (Vec::new(), Vec::new());
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let k = format!("load/{i}");
+                match c.put(&k, k.as_bytes()) {
+                    Ok(()) => written.push(k),
+                    Err(e) => errors.push(e),
+                }
+                i += 1;
+            }
+            (written, errors)
+        });
+        let r = http::send("POST", &format!("{}/v1/nodes/n1/drain", c.url), &[], b"").unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        c.wait_state("n1", "drained", Duration::from_secs(40));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap()
+    });
+    assert!(errors.is_empty(), "client errors during the drain: {errors:?}");
+    assert!(written.len() > 20, "the writer made progress: {}", written.len());
+    assert!(!shard_counts(&c).contains_key("n1"));
+    for k in &written {
+        assert_eq!(c.get(k).unwrap().as_deref(), Some(k.as_bytes()), "{k}");
+    }
+}
+
+#[test]
+fn torua_data_alias_patterns_and_limits() {
+    let c = TestCluster::start(Options { nodes: 2, ..fast() });
+    c.wait_all("healthy", SOON);
+    c.wait_green(SOON);
+    let alias = |k: &str| format!("{}/data/{}", c.url, torua_tests::cluster::encode_key(k));
+    let big: Vec<u8> = (0..1_000_000).map(|i| (i % 253) as u8).collect();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("simple", b"v".to_vec()),
+        ("path/with/slashes", b"nested".to_vec()),
+        ("key with spaces", b"spaced".to_vec()),
+        ("user@example.com:8080", b"at-colon".to_vec()),
+        ("日本語/キー", "unicode ✓".as_bytes().to_vec()),
+        ("big-1mb", big),
+    ];
+    for (k, v) in &cases {
+        let r = http::send("PUT", &alias(k), &[], v).unwrap();
+        assert_eq!(r.status, 204, "PUT {k}: {}", r.text());
+        let r = http::get(&alias(k)).unwrap();
+        assert_eq!((r.status, r.body.len()), (200, v.len()), "GET {k}");
+        assert_eq!(&r.body, v, "{k}");
+    }
+    assert_eq!(http::get(&alias("missing")).unwrap().status, 404);
+    let r = http::send("DELETE", &alias("simple"), &[], b"").unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(http::get(&alias("simple")).unwrap().status, 404);
+    let listed = http::get(&format!("{}/v1/data?prefix=path/", c.url)).unwrap().json();
+    assert_eq!(listed["keys"], serde_json::json!(["path/with/slashes"]));
+    let huge = vec![0u8; 16 * 1024 * 1024 + 1];
+    let r = http::send("PUT", &alias("huge"), &[], &huge).unwrap();
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("limit"), "{}", r.text());
+    let r = http::send("PUT", &alias("bad\u{1}key"), &[], b"x").unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+}
