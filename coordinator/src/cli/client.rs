@@ -34,14 +34,28 @@ impl Api {
     }
 
     pub fn get(&self, path: &str) -> Result<Value, ApiError> {
-        self.call(Method::GET, path)
+        self.json(Method::GET, path, Bytes::new())
     }
 
     pub fn post(&self, path: &str) -> Result<Value, ApiError> {
-        self.call(Method::POST, path)
+        self.json(Method::POST, path, Bytes::new())
     }
 
-    fn call(&self, method: Method, path: &str) -> Result<Value, ApiError> {
+    pub fn put_json(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        self.json(Method::PUT, path, Bytes::from(body.to_string()))
+    }
+
+    fn json(&self, method: Method, path: &str, body: Bytes) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let bytes = self.call(method, path, body)?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode {
+            url,
+            message: e.to_string(),
+        })
+    }
+
+    /// Sends `body`, returns the raw answer body of a 2xx response.
+    pub fn call(&self, method: Method, path: &str, body: Bytes) -> Result<Bytes, ApiError> {
         let url = format!("{}{path}", self.base);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -54,7 +68,7 @@ impl Api {
             if let Some(t) = &self.token {
                 req = req.header("authorization", format!("Bearer {t}"));
             }
-            let req = req.body(Full::new(Bytes::new())).map_err(|e| ApiError::Unreachable {
+            let req = req.body(Full::new(body)).map_err(|e| ApiError::Unreachable {
                 url: url.clone(),
                 message: e.to_string(),
             })?;
@@ -82,10 +96,7 @@ impl Api {
                     message,
                 });
             }
-            serde_json::from_slice(&body).map_err(|e| ApiError::Decode {
-                url: url.clone(),
-                message: e.to_string(),
-            })
+            Ok(body)
         })
     }
 }

@@ -2,9 +2,11 @@
 //! coordinator's HTTP API. One file per command.
 
 mod client;
+mod data;
 mod dev;
 mod keygen;
 mod nodes;
+mod shards;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +42,27 @@ enum Cmd {
     Undrain { nodes: Vec<String> },
     /// Derive a node's key from the cluster secret, or make a new secret.
     Keygen(keygen::KeygenArgs),
+    /// The shard map: holders, epochs and health per shard.
+    Shards,
+    /// Pin a shard's holders; the coordinator copies and hands over towards them.
+    Assign {
+        shard: u32,
+        #[arg(long)]
+        primary: String,
+        #[arg(long)]
+        replica: Vec<String>,
+    },
+    /// Ask for a rebalance now (and with --unfreeze, lift a storm-guard freeze).
+    Rebalance {
+        #[arg(long)]
+        unfreeze: bool,
+    },
+    /// Write a value (from the argument, or stdin with `-`).
+    Put { key: String, value: String },
+    /// Print a value to stdout.
+    Get { key: String },
+    /// Delete a key.
+    Del { key: String },
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default `info`.
@@ -62,6 +85,12 @@ pub fn main() -> ExitCode {
         Cmd::Drain { nodes } => nodes::drain(&api, &nodes, true, cli.json),
         Cmd::Undrain { nodes } => nodes::drain(&api, &nodes, false, cli.json),
         Cmd::Keygen(args) => keygen::run(args),
+        Cmd::Shards => shards::list(&api, cli.json),
+        Cmd::Assign { shard, primary, replica } => shards::assign(&api, shard, primary, replica, cli.json),
+        Cmd::Rebalance { unfreeze } => shards::rebalance(&api, unfreeze),
+        Cmd::Put { key, value } => data::put(&api, &key, &value),
+        Cmd::Get { key } => data::get(&api, &key),
+        Cmd::Del { key } => data::del(&api, &key),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -112,3 +112,31 @@ fn torua_dev_runs_a_cluster_and_stops_it_on_sigterm() {
         );
     }
 }
+
+#[test]
+fn data_shards_and_manual_assignment_through_the_cli() {
+    let c = TestCluster::start(Options {
+        coordinator_args: ["--shards", "8", "--rebalance-delay", "1s"].map(String::from).to_vec(),
+        ..Default::default()
+    });
+    c.wait_all("healthy", Duration::from_secs(20));
+    c.wait_green(Duration::from_secs(20));
+    let at = ["--coordinator", c.url.as_str()];
+    torua().args(["put", "greeting/en", "hello world"]).args(at).assert().success();
+    torua().args(["get", "greeting/en"]).args(at).assert().success().stdout("hello world");
+    torua().args(["del", "greeting/en"]).args(at).assert().success();
+    torua().args(["get", "greeting/en"]).args(at).assert().failure();
+
+    let out = torua().arg("shards").args(at).assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert_eq!(text.lines().count(), 9, "header + 8 shards:\n{text}");
+
+    // Pin shard 0 onto n3 (primary) and n1; the coordinator converges to it.
+    torua().args(["assign", "0", "--primary", "n3", "--replica", "n1"]).args(at).assert().success();
+    poll_until(Duration::from_secs(30), "shard 0 on n3+n1", || {
+        let s = http::get(&format!("{}/v1/shards/0", c.url))?.json();
+        let replicas: Vec<_> = s["replicas"].as_array().unwrap().iter().map(|r| (r["node"].clone(), r["in_sync"].clone())).collect();
+        if s["primary"] == "n3" && replicas == vec![(serde_json::json!("n1"), serde_json::json!(true))] { Ok(()) } else { Err(s.to_string()) }
+    });
+    torua().args(["assign", "0", "--primary", "n9"]).args(at).assert().failure();
+}
