@@ -7,9 +7,9 @@ use crate::health::HealthPolicy;
 use crate::metrics::Metrics;
 use crate::persist::PersistHandle;
 use crate::reconcile::Mover;
-use crate::shards::{Addrs, ShardSet};
 use crate::registry::{NodeCell, NodeInner, Registry};
 use crate::secrets::KeyRing;
+use crate::shards::{Addrs, ShardSet};
 use crate::store::{ClusterMeta, NodeRecord};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -72,7 +72,12 @@ impl Cluster {
         let nodes = Registry::default();
         for (id, rec) in records {
             let id: Arc<str> = id.into();
-            nodes.insert(Arc::new(NodeCell::new(id.clone(), keys.node_keys(&id), rec, now)));
+            nodes.insert(Arc::new(NodeCell::new(
+                id.clone(),
+                keys.node_keys(&id),
+                rec,
+                now,
+            )));
         }
         Cluster {
             y_suspect: y_for_phi(cfg.suspect_phi),

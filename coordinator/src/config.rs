@@ -25,7 +25,10 @@ pub enum ConfigError {
         message: String,
     },
     #[error("invalid `{field}`: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// Every key of the coordinator's YAML file; each is also a flag and an env var.
@@ -187,7 +190,9 @@ impl Settings {
 
     pub fn resolve(self) -> Result<Config, ConfigError> {
         let cfg = Config {
-            listen: self.listen.unwrap_or_else(|| "127.0.0.1:7400".parse().unwrap()),
+            listen: self
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:7400".parse().unwrap()),
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("torua-data")),
             cluster_secret_file: self.cluster_secret_file.ok_or(ConfigError::Invalid {
                 field: "cluster_secret_file",
@@ -286,21 +291,40 @@ mod tests {
     #[test]
     fn bad_files_name_file_line_and_field() {
         let table = [
-            ("listen: 1.2.3.4:1\nbogus: 3\n", "c.yaml:2:", "unknown field `bogus`"),
-            ("listen: 127.0.0.1:7400\nheartbeat_timeout: 5\n", "c.yaml:2:", "field `heartbeat_timeout`"),
-            ("listen: 127.0.0.1:7400\nheartbeat_timeout: 5x\n", "c.yaml:2:", "unknown unit"),
+            (
+                "listen: 1.2.3.4:1\nbogus: 3\n",
+                "c.yaml:2:",
+                "unknown field `bogus`",
+            ),
+            (
+                "listen: 127.0.0.1:7400\nheartbeat_timeout: 5\n",
+                "c.yaml:2:",
+                "field `heartbeat_timeout`",
+            ),
+            (
+                "listen: 127.0.0.1:7400\nheartbeat_timeout: 5x\n",
+                "c.yaml:2:",
+                "unknown unit",
+            ),
             ("recover_after: -1\n", "c.yaml:1:", "field `recover_after`"),
             ("listen: [1\n", "c.yaml:", "field"),
         ];
         for (text, at, what) in table {
             let err = Settings::from_yaml("c.yaml", text).unwrap_err().to_string();
-            assert!(err.starts_with(at) && err.contains(what), "{text:?} → {err}");
+            assert!(
+                err.starts_with(at) && err.contains(what),
+                "{text:?} → {err}"
+            );
         }
     }
 
     #[test]
     fn flags_win_and_values_are_checked() {
-        let file = Settings::from_yaml("f", "suspect_phi: 2\nconvict_phi: 9\ncluster_secret_file: /s\n").unwrap();
+        let file = Settings::from_yaml(
+            "f",
+            "suspect_phi: 2\nconvict_phi: 9\ncluster_secret_file: /s\n",
+        )
+        .unwrap();
         let flags = Settings {
             convict_phi: Some(10.0),
             ..Default::default()
@@ -313,7 +337,15 @@ mod tests {
             cluster_secret_file: Some("/s".into()),
             ..Default::default()
         };
-        assert!(bad.resolve().unwrap_err().to_string().contains("convict_phi"));
-        assert!(Settings::default().resolve().unwrap_err().to_string().contains("cluster_secret_file"));
+        assert!(bad
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("convict_phi"));
+        assert!(Settings::default()
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("cluster_secret_file"));
     }
 }

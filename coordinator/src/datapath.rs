@@ -30,10 +30,16 @@ pub fn check_key(key: &str) -> Result<(), DataError> {
         return Err(DataError::BadKey("empty".into()));
     }
     if key.len() > MAX_KEY_BYTES {
-        return Err(DataError::BadKey(format!("{} bytes, the limit is {MAX_KEY_BYTES}", key.len())));
+        return Err(DataError::BadKey(format!(
+            "{} bytes, the limit is {MAX_KEY_BYTES}",
+            key.len()
+        )));
     }
     if let Some(c) = key.chars().find(|c| c.is_control()) {
-        return Err(DataError::BadKey(format!("contains control character {:?}", c)));
+        return Err(DataError::BadKey(format!(
+            "contains control character {:?}",
+            c
+        )));
     }
     Ok(())
 }
@@ -60,7 +66,10 @@ impl Cluster {
         for _ in 0..2 {
             let rec = slot.record.read().await;
             if rec.primary.is_none() {
-                return Err(DataError::Unavailable { shard: slot.id, why: "no copy is available".into() });
+                return Err(DataError::Unavailable {
+                    shard: slot.id,
+                    why: "no copy is available".into(),
+                });
             }
             let version = self.shards.next_version(unix_ms());
             let addrs = self.addrs();
@@ -71,9 +80,14 @@ impl Cluster {
                 let (id, epoch) = (rec.id, rec.epoch);
                 async move {
                     let result = match addr {
-                        None => Err(CallError::Unreachable { addr: node.into(), message: "unknown address".into() }),
+                        None => Err(CallError::Unreachable {
+                            addr: node.into(),
+                            message: "unknown address".into(),
+                        }),
                         Some(addr) => match op {
-                            Write::Put(v) => client.put(&addr, key, id, epoch, version, v.clone()).await,
+                            Write::Put(v) => {
+                                client.put(&addr, key, id, epoch, version, v.clone()).await
+                            }
                             Write::Delete => client.delete(&addr, key, id, epoch, version).await,
                         },
                     };
@@ -88,8 +102,12 @@ impl Cluster {
                     (Ok(()), true) => ok_in_sync += 1,
                     (Ok(()), false) => {}
                     (Err(e), false) => {
-                        tracing::warn!("shard {}: live write to copy on {node} failed: {e}", slot.id);
-                        slot.copy_broken.store(true, std::sync::atomic::Ordering::Release);
+                        tracing::warn!(
+                            "shard {}: live write to copy on {node} failed: {e}",
+                            slot.id
+                        );
+                        slot.copy_broken
+                            .store(true, std::sync::atomic::Ordering::Release);
                     }
                     (Err(e), true) => {
                         last_err = e.to_string();
@@ -126,10 +144,18 @@ impl Cluster {
                 }
                 // The map moved on meanwhile: the write's fate is unclear, retry it.
                 Ok(_) => continue,
-                Err(e) => return Err(DataError::Unavailable { shard: slot.id, why: format!("could not commit eviction: {e}") }),
+                Err(e) => {
+                    return Err(DataError::Unavailable {
+                        shard: slot.id,
+                        why: format!("could not commit eviction: {e}"),
+                    })
+                }
             }
         }
-        Err(DataError::Unavailable { shard: slot.id, why: last_err })
+        Err(DataError::Unavailable {
+            shard: slot.id,
+            why: last_err,
+        })
     }
 
     /// Reads from the primary, then from in-sync replicas. Reads work on a copy of
@@ -153,14 +179,19 @@ impl Cluster {
         let addrs = self.addrs();
         let mut why = String::from("no copy is available");
         for node in rec.in_sync() {
-            let Some(addr) = addrs.get(node) else { continue };
+            let Some(addr) = addrs.get(node) else {
+                continue;
+            };
             match self.shards.client.get(addr, key, rec.id, rec.epoch).await {
                 Ok(Some(v)) => return Ok(v.bytes),
                 Ok(None) => return Err(DataError::NotFound(key.into())),
                 Err(e) => why = e.to_string(),
             }
         }
-        Err(DataError::Unavailable { shard: slot.id, why })
+        Err(DataError::Unavailable {
+            shard: slot.id,
+            why,
+        })
     }
 
     /// Every live key with `prefix`, sorted, across all shards.
@@ -175,7 +206,9 @@ impl Cluster {
             let mut got = None;
             let mut why = String::from("no copy is available");
             for node in rec.in_sync() {
-                let Some(addr) = addrs.get(node) else { continue };
+                let Some(addr) = addrs.get(node) else {
+                    continue;
+                };
                 match self.shards.client.list(addr, rec.id, prefix).await {
                     Ok(k) => {
                         got = Some(k);
@@ -184,7 +217,10 @@ impl Cluster {
                     Err(e) => why = e.to_string(),
                 }
             }
-            keys.extend(got.ok_or(DataError::Unavailable { shard: slot.id, why })?);
+            keys.extend(got.ok_or(DataError::Unavailable {
+                shard: slot.id,
+                why,
+            })?);
         }
         keys.sort();
         Ok(keys)
@@ -197,7 +233,14 @@ mod tests {
 
     #[test]
     fn keys() {
-        for ok in ["a", "a/b/c", "with space", "user@host:1", "ключ/値", "../etc/passwd"] {
+        for ok in [
+            "a",
+            "a/b/c",
+            "with space",
+            "user@host:1",
+            "ключ/値",
+            "../etc/passwd",
+        ] {
             assert!(check_key(ok).is_ok(), "{ok:?}");
         }
         for bad in ["", "a\nb", "nul\0", &"k".repeat(MAX_KEY_BYTES + 1)] {

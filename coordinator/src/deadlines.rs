@@ -101,7 +101,10 @@ fn evaluate(cluster: &Cluster, cell: &NodeCell) -> Option<Instant> {
         policy.heartbeat_timeout_ms,
     ];
     // +1 ms so a deadline that lands exactly on `now` is not re-evaluated in a loop.
-    let next = deadlines.into_iter().filter(|d| *d > elapsed_ms).fold(f64::MAX, f64::min);
+    let next = deadlines
+        .into_iter()
+        .filter(|d| *d > elapsed_ms)
+        .fold(f64::MAX, f64::min);
     if next == f64::MAX {
         n.scheduled = false;
         return None;

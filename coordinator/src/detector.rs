@@ -109,10 +109,18 @@ mod tests {
         for _ in 0..10 {
             d.record(1000);
         }
-        let table = [(500.0, 0.0, 0.5), (1000.0, 0.2, 0.4), (1600.0, 2.0, 4.0), (2200.0, 8.0, 40.0)];
+        let table = [
+            (500.0, 0.0, 0.5),
+            (1000.0, 0.2, 0.4),
+            (1600.0, 2.0, 4.0),
+            (2200.0, 8.0, 40.0),
+        ];
         for (elapsed, lo, hi) in table {
             let p = d.phi(elapsed);
-            assert!((lo..=hi).contains(&p), "phi({elapsed}) = {p}, want {lo}..={hi}");
+            assert!(
+                (lo..=hi).contains(&p),
+                "phi({elapsed}) = {p}, want {lo}..={hi}"
+            );
         }
     }
 
@@ -137,6 +145,10 @@ mod tests {
             d.record(250);
         }
         assert!((d.mean_ms() - 250.0).abs() < 1e-9);
-        assert!((d.std_ms() - 50.0).abs() < 1e-9, "floor applies: {}", d.std_ms());
+        assert!(
+            (d.std_ms() - 50.0).abs() < 1e-9,
+            "floor applies: {}",
+            d.std_ms()
+        );
     }
 }

@@ -86,7 +86,8 @@ impl Health {
         let secs = elapsed_ms / 1000.0;
         if elapsed_ms >= p.heartbeat_timeout_ms || phi >= p.convict_phi {
             self.good_streak = 0;
-            let convicted = self.base != NodeState::Unhealthy || !self.reason.starts_with("no heartbeat");
+            let convicted =
+                self.base != NodeState::Unhealthy || !self.reason.starts_with("no heartbeat");
             self.base = NodeState::Unhealthy;
             self.reason = format!("no heartbeat for {secs:.1}s (phi {phi:.1})");
             return convicted;
@@ -120,7 +121,11 @@ impl Health {
 }
 
 fn describe(checks: &[CheckResult], level: Status, liveness: Status, readiness: Status) -> String {
-    let verb = if level == Status::Fail { "failed" } else { "warns" };
+    let verb = if level == Status::Fail {
+        "failed"
+    } else {
+        "warns"
+    };
     let mut out = String::new();
     for c in checks.iter().filter(|c| c.status == level) {
         if !out.is_empty() {
@@ -177,26 +182,116 @@ mod tests {
     fn transitions() {
         let table: &[(&str, &[Ev], NodeState, &str)] = &[
             ("nothing yet", &[], Unknown, "no heartbeat yet"),
-            ("tick before any heartbeat", &[Tick(9e9, 99.0)], Unknown, "no heartbeat yet"),
-            ("first good heartbeat", &[Hb(Pass, Pass)], Healthy, "all checks pass"),
-            ("readiness warn", &[Hb(Pass, Warn)], Degraded, "check node-http warns"),
-            ("readiness fail", &[Hb(Pass, Fail)], Unhealthy, "check node-http failed: timeout after 500ms"),
-            ("late but below convict", &[Hb(Pass, Pass), Tick(1700.0, 4.0)], Degraded, "heartbeat late"),
-            ("phi convicts", &[Hb(Pass, Pass), Tick(2100.0, 8.5)], Unhealthy, "no heartbeat for 2.1s (phi 8.5)"),
-            ("hard timeout", &[Hb(Pass, Pass), Tick(5000.0, 1.0)], Unhealthy, "no heartbeat for 5.0s"),
-            ("late heartbeat clears suspicion", &[Hb(Pass, Pass), Tick(1700.0, 4.0), Hb(Pass, Pass)], Healthy, "all checks pass"),
-            ("one good beat is not enough", &[Hb(Pass, Fail), Hb(Pass, Pass)], Unhealthy, "recovering: 1/3"),
-            ("two good beats are not enough", &[Hb(Pass, Fail), Hb(Pass, Pass), Hb(Pass, Pass)], Unhealthy, "recovering: 2/3"),
-            ("three good beats recover", &[Hb(Pass, Fail), Hb(Pass, Pass), Hb(Pass, Pass), Hb(Pass, Pass)], Healthy, "all checks pass"),
-            ("a failure resets the streak", &[Hb(Pass, Fail), Hb(Pass, Pass), Hb(Pass, Pass), Hb(Fail, Pass), Hb(Pass, Pass)], Unhealthy, "recovering: 1/3"),
-            ("timeout resets the streak", &[Tick(0.0, 0.0), Hb(Pass, Pass), Tick(6000.0, 20.0), Hb(Pass, Pass), Hb(Pass, Pass)], Unhealthy, "recovering: 2/3"),
+            (
+                "tick before any heartbeat",
+                &[Tick(9e9, 99.0)],
+                Unknown,
+                "no heartbeat yet",
+            ),
+            (
+                "first good heartbeat",
+                &[Hb(Pass, Pass)],
+                Healthy,
+                "all checks pass",
+            ),
+            (
+                "readiness warn",
+                &[Hb(Pass, Warn)],
+                Degraded,
+                "check node-http warns",
+            ),
+            (
+                "readiness fail",
+                &[Hb(Pass, Fail)],
+                Unhealthy,
+                "check node-http failed: timeout after 500ms",
+            ),
+            (
+                "late but below convict",
+                &[Hb(Pass, Pass), Tick(1700.0, 4.0)],
+                Degraded,
+                "heartbeat late",
+            ),
+            (
+                "phi convicts",
+                &[Hb(Pass, Pass), Tick(2100.0, 8.5)],
+                Unhealthy,
+                "no heartbeat for 2.1s (phi 8.5)",
+            ),
+            (
+                "hard timeout",
+                &[Hb(Pass, Pass), Tick(5000.0, 1.0)],
+                Unhealthy,
+                "no heartbeat for 5.0s",
+            ),
+            (
+                "late heartbeat clears suspicion",
+                &[Hb(Pass, Pass), Tick(1700.0, 4.0), Hb(Pass, Pass)],
+                Healthy,
+                "all checks pass",
+            ),
+            (
+                "one good beat is not enough",
+                &[Hb(Pass, Fail), Hb(Pass, Pass)],
+                Unhealthy,
+                "recovering: 1/3",
+            ),
+            (
+                "two good beats are not enough",
+                &[Hb(Pass, Fail), Hb(Pass, Pass), Hb(Pass, Pass)],
+                Unhealthy,
+                "recovering: 2/3",
+            ),
+            (
+                "three good beats recover",
+                &[
+                    Hb(Pass, Fail),
+                    Hb(Pass, Pass),
+                    Hb(Pass, Pass),
+                    Hb(Pass, Pass),
+                ],
+                Healthy,
+                "all checks pass",
+            ),
+            (
+                "a failure resets the streak",
+                &[
+                    Hb(Pass, Fail),
+                    Hb(Pass, Pass),
+                    Hb(Pass, Pass),
+                    Hb(Fail, Pass),
+                    Hb(Pass, Pass),
+                ],
+                Unhealthy,
+                "recovering: 1/3",
+            ),
+            (
+                "timeout resets the streak",
+                &[
+                    Tick(0.0, 0.0),
+                    Hb(Pass, Pass),
+                    Tick(6000.0, 20.0),
+                    Hb(Pass, Pass),
+                    Hb(Pass, Pass),
+                ],
+                Unhealthy,
+                "recovering: 2/3",
+            ),
         ];
         for (name, events, want, reason) in table {
             let mut h = Health::default();
             for ev in events.iter() {
                 match ev {
                     Hb(l, r) => {
-                        let checks = [check("node-http", (*l).max(*r), if *l == Pass && *r == Pass { "200 OK" } else { "timeout after 500ms" })];
+                        let checks = [check(
+                            "node-http",
+                            (*l).max(*r),
+                            if *l == Pass && *r == Pass {
+                                "200 OK"
+                            } else {
+                                "timeout after 500ms"
+                            },
+                        )];
                         h.on_heartbeat(&P, *l, *r, &checks);
                     }
                     Tick(elapsed, phi) => {
@@ -205,7 +300,11 @@ mod tests {
                 }
             }
             assert_eq!(h.base, *want, "{name}: reason {:?}", h.reason);
-            assert!(h.reason.contains(reason), "{name}: reason {:?} lacks {reason:?}", h.reason);
+            assert!(
+                h.reason.contains(reason),
+                "{name}: reason {:?} lacks {reason:?}",
+                h.reason
+            );
         }
     }
 
@@ -229,7 +328,11 @@ mod tests {
             h.on_tick(&P, 9000.0, 30.0);
             h
         };
-        let o = |admin_drain, leaving, holds_shards| Overlay { admin_drain, leaving, holds_shards };
+        let o = |admin_drain, leaving, holds_shards| Overlay {
+            admin_drain,
+            leaving,
+            holds_shards,
+        };
         let table = [
             (&healthy, o(false, false, true), Healthy),
             (&healthy, o(true, false, true), Draining),

@@ -61,11 +61,10 @@ impl Cluster {
                 ),
             ));
         }
-        let auth = auth.ok_or_else(|| {
-            reject(ErrorCode::BadSignature, "missing Authorization header")
-        })?;
-        let (node_id, sig) =
-            parse_authorization(auth).map_err(|e| reject(ErrorCode::BadSignature, e.to_string()))?;
+        let auth =
+            auth.ok_or_else(|| reject(ErrorCode::BadSignature, "missing Authorization header"))?;
+        let (node_id, sig) = parse_authorization(auth)
+            .map_err(|e| reject(ErrorCode::BadSignature, e.to_string()))?;
 
         let known = self.nodes.get(node_id);
         let verified = match &known {
@@ -124,7 +123,10 @@ impl Cluster {
 
         let mut n = cell.lock();
         if n.removed {
-            return Err(reject(ErrorCode::UnknownNode, format!("node {node_id} was removed")));
+            return Err(reject(
+                ErrorCode::UnknownNode,
+                format!("node {node_id} was removed"),
+            ));
         }
         let mark = check_replay(
             &self.replay,
@@ -136,7 +138,11 @@ impl Cluster {
             now_ms,
         )
         .map_err(|e| {
-            let code = if e.is_stale() { ErrorCode::Stale } else { ErrorCode::Replay };
+            let code = if e.is_stale() {
+                ErrorCode::Stale
+            } else {
+                ErrorCode::Replay
+            };
             reject(code, e.to_string())
         })?;
 
@@ -169,7 +175,8 @@ impl Cluster {
             n.record.addr = hb.node_addr;
             n.record.capacity = hb.capacity;
             n.record.leaving = leaving;
-            self.persist.queue(cell.id.to_string(), Some(n.record.clone()));
+            self.persist
+                .queue(cell.id.to_string(), Some(n.record.clone()));
         }
 
         let policy = self.policy;

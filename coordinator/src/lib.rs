@@ -56,7 +56,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let keys = secrets::KeyRing::load(&cfg.cluster_secret_file, cfg.previous_secret_file.as_deref())?;
+    let keys = secrets::KeyRing::load(
+        &cfg.cluster_secret_file,
+        cfg.previous_secret_file.as_deref(),
+    )?;
     let admin_token = cfg
         .admin_token_file
         .as_deref()
@@ -67,11 +70,19 @@ pub async fn run(
     if (meta.shards, meta.replication_factor) != (cfg.shards, cfg.replication_factor) {
         tracing::warn!(
             "cluster was created with {} shards × {}; ignoring the configured {} × {}",
-            meta.shards, meta.replication_factor, cfg.shards, cfg.replication_factor
+            meta.shards,
+            meta.replication_factor,
+            cfg.shards,
+            cfg.replication_factor
         );
     }
     let records = db.load_nodes()?;
-    let shard_set = shards::ShardSet::load(db.clone(), meta.shards, meta.replication_factor as usize, unix_ms())?;
+    let shard_set = shards::ShardSet::load(
+        db.clone(),
+        meta.shards,
+        meta.replication_factor as usize,
+        unix_ms(),
+    )?;
     tracing::info!(
         "cluster {} opened {} with {} known nodes",
         meta.cluster_id,
@@ -81,17 +92,33 @@ pub async fn run(
     let (persist, writer) = persist::spawn(db);
     let (schedule_tx, schedule_rx) = mpsc::unbounded_channel();
     let cluster = Arc::new(Cluster::new(
-        cfg, keys, meta, admin_token, persist, schedule_tx, records, shard_set,
+        cfg,
+        keys,
+        meta,
+        admin_token,
+        persist,
+        schedule_tx,
+        records,
+        shard_set,
     ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let deadlines = tokio::spawn(deadlines::run(cluster.clone(), schedule_rx, stopped(stop_rx.clone())));
+    let deadlines = tokio::spawn(deadlines::run(
+        cluster.clone(),
+        schedule_rx,
+        stopped(stop_rx.clone()),
+    ));
     let watchdog = tokio::spawn(notify::watchdog_loop(stopped(stop_rx.clone())));
     let reconciler = tokio::spawn(reconcile::run(cluster.clone(), stopped(stop_rx.clone())));
-    tracing::info!("listening on http://{}", listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()));
+    tracing::info!(
+        "listening on http://{}",
+        listener
+            .local_addr()
+            .map_or_else(|e| e.to_string(), |a| a.to_string())
+    );
     notify::ready();
 
     let server = http::serve(cluster.clone(), listener, stopped(stop_rx));

@@ -53,8 +53,8 @@ impl Metrics {
                 "Time to verify and apply one heartbeat, body read to response.",
             )
             .buckets(vec![
-                0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                0.01, 0.025, 0.1,
+                0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                0.025, 0.1,
             ]),
         )
         .unwrap();
@@ -105,7 +105,9 @@ impl Metrics {
                 "torua_shard_move_duration_seconds",
                 "Duration of shard copies, from start to in sync.",
             )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
         )
         .unwrap();
         let build_info = IntGaugeVec::new(
@@ -116,12 +118,18 @@ impl Metrics {
         build_info.with_label_values(&[VERSION]).set(1);
 
         registry.register(Box::new(received)).unwrap();
-        registry.register(Box::new(heartbeat_handle_seconds.clone())).unwrap();
-        registry.register(Box::new(failure_detection_seconds.clone())).unwrap();
+        registry
+            .register(Box::new(heartbeat_handle_seconds.clone()))
+            .unwrap();
+        registry
+            .register(Box::new(failure_detection_seconds.clone()))
+            .unwrap();
         registry.register(Box::new(state_changes.clone())).unwrap();
         registry.register(Box::new(moves_frozen.clone())).unwrap();
         registry.register(Box::new(build_info)).unwrap();
-        registry.register(Box::new(moves_in_flight.clone())).unwrap();
+        registry
+            .register(Box::new(moves_in_flight.clone()))
+            .unwrap();
         registry.register(Box::new(moves.clone())).unwrap();
         registry.register(Box::new(move_seconds.clone())).unwrap();
         registry
@@ -159,7 +167,9 @@ impl Metrics {
     }
 
     pub fn state_entered(&self, state: NodeState) {
-        self.state_changes.with_label_values(&[state.as_str()]).inc();
+        self.state_changes
+            .with_label_values(&[state.as_str()])
+            .inc();
     }
 
     /// The whole exposition: registered metrics, then per-node and shard families.
@@ -189,7 +199,10 @@ fn header(out: &mut String, name: &str, help: &str) {
 /// must not corrupt the exposition.
 fn esc(s: &str) -> std::borrow::Cow<'_, str> {
     if s.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
-        s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").into()
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
     } else {
         s.into()
     }
@@ -220,33 +233,72 @@ fn render_nodes(out: &mut String, nodes: &Registry, now: Instant) {
         let count = views.iter().filter(|v| v.1 == s).count();
         let _ = writeln!(out, "torua_nodes{{state=\"{}\"}} {count}", s.as_str());
     }
-    header(out, "torua_node_state", "1 for the node's current state, 0 for the others.");
+    header(
+        out,
+        "torua_node_state",
+        "1 for the node's current state, 0 for the others.",
+    );
     for (id, state, ..) in &views {
         for s in NodeState::ALL {
             let v = u8::from(*state == s);
-            let _ = writeln!(out, "torua_node_state{{node=\"{}\",state=\"{}\"}} {v}", esc(id), s.as_str());
+            let _ = writeln!(
+                out,
+                "torua_node_state{{node=\"{}\",state=\"{}\"}} {v}",
+                esc(id),
+                s.as_str()
+            );
         }
     }
-    header(out, "torua_node_heartbeat_age_seconds", "Seconds since the node's last accepted heartbeat.");
+    header(
+        out,
+        "torua_node_heartbeat_age_seconds",
+        "Seconds since the node's last accepted heartbeat.",
+    );
     for (id, _, age, ..) in &views {
         if let Some(age) = age {
-            let _ = writeln!(out, "torua_node_heartbeat_age_seconds{{node=\"{}\"}} {age:.3}", esc(id));
+            let _ = writeln!(
+                out,
+                "torua_node_heartbeat_age_seconds{{node=\"{}\"}} {age:.3}",
+                esc(id)
+            );
         }
     }
-    header(out, "torua_node_phi", "Phi accrual suspicion level of the node.");
+    header(
+        out,
+        "torua_node_phi",
+        "Phi accrual suspicion level of the node.",
+    );
     for (id, _, _, phi, ..) in &views {
         let _ = writeln!(out, "torua_node_phi{{node=\"{}\"}} {phi:.3}", esc(id));
     }
-    header(out, "torua_node_check_status", "Agent check status per node: 0 pass, 1 warn, 2 fail.");
+    header(
+        out,
+        "torua_node_check_status",
+        "Agent check status per node: 0 pass, 1 warn, 2 fail.",
+    );
     for (id, _, _, _, checks, _) in &views {
         for (check, v) in checks {
-            let _ = writeln!(out, "torua_node_check_status{{node=\"{}\",check=\"{}\"}} {v}", esc(id), esc(check));
+            let _ = writeln!(
+                out,
+                "torua_node_check_status{{node=\"{}\",check=\"{}\"}} {v}",
+                esc(id),
+                esc(check)
+            );
         }
     }
-    header(out, "torua_node_metric", "Metrics pushed by the node's agent, by name.");
+    header(
+        out,
+        "torua_node_metric",
+        "Metrics pushed by the node's agent, by name.",
+    );
     for (id, _, _, _, _, metrics) in &views {
         for (name, v) in metrics {
-            let _ = writeln!(out, "torua_node_metric{{node=\"{}\",name=\"{}\"}} {v}", esc(id), esc(name));
+            let _ = writeln!(
+                out,
+                "torua_node_metric{{node=\"{}\",name=\"{}\"}} {v}",
+                esc(id),
+                esc(name)
+            );
         }
     }
 }
@@ -268,13 +320,33 @@ fn render_shards(out: &mut String, s: &ShardStats) {
     let mut nodes: Vec<_> = s.per_node.iter().collect();
     nodes.sort();
     for (node, (p, r)) in nodes {
-        let _ = writeln!(out, "torua_shards{{node=\"{}\",role=\"primary\"}} {p}", esc(node));
-        let _ = writeln!(out, "torua_shards{{node=\"{}\",role=\"replica\"}} {r}", esc(node));
+        let _ = writeln!(
+            out,
+            "torua_shards{{node=\"{}\",role=\"primary\"}} {p}",
+            esc(node)
+        );
+        let _ = writeln!(
+            out,
+            "torua_shards{{node=\"{}\",role=\"replica\"}} {r}",
+            esc(node)
+        );
     }
-    header(out, "torua_shards_under_replicated", "Shards with fewer in-sync copies than the replication factor.");
+    header(
+        out,
+        "torua_shards_under_replicated",
+        "Shards with fewer in-sync copies than the replication factor.",
+    );
     let _ = writeln!(out, "torua_shards_under_replicated {}", s.under_replicated);
-    header(out, "torua_shards_unavailable", "Shards with no in-sync copy.");
+    header(
+        out,
+        "torua_shards_unavailable",
+        "Shards with no in-sync copy.",
+    );
     let _ = writeln!(out, "torua_shards_unavailable {}", s.unavailable);
-    header(out, "torua_cluster_status", "Cluster status: 0 green, 1 yellow, 2 red.");
+    header(
+        out,
+        "torua_cluster_status",
+        "Cluster status: 0 green, 1 yellow, 2 red.",
+    );
     let _ = writeln!(out, "torua_cluster_status {}", cluster_status(s).1);
 }

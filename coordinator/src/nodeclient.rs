@@ -12,7 +12,11 @@ use std::time::Duration;
 use thiserror::Error;
 
 /// Bytes of a key that travel unescaped in a node URL path.
-const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Writes and reads to one node. Short, because a holder that hangs this long is
@@ -76,15 +80,21 @@ impl NodeClient {
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        let req = req.body(Full::new(body)).map_err(|e| CallError::Unreachable {
-            addr: addr.into(),
-            message: e.to_string(),
-        })?;
-        let fut = async {
-            let resp = self.http.request(req).await.map_err(|e| CallError::Unreachable {
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| CallError::Unreachable {
                 addr: addr.into(),
                 message: e.to_string(),
             })?;
+        let fut = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| CallError::Unreachable {
+                    addr: addr.into(),
+                    message: e.to_string(),
+                })?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()
@@ -113,7 +123,9 @@ impl NodeClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, CallError> {
-        let (status, body) = self.call(method, addr, path, headers, body, timeout).await?;
+        let (status, body) = self
+            .call(method, addr, path, headers, body, timeout)
+            .await?;
         if status.is_success() {
             Ok(body)
         } else {
@@ -122,51 +134,130 @@ impl NodeClient {
     }
 
     /// Tells a node it holds `shard` at `epoch` in `role`; `reset` clears its data first.
-    pub async fn assign(&self, addr: &str, shard: u32, epoch: u64, role: &str, reset: bool) -> Result<(), CallError> {
+    pub async fn assign(
+        &self,
+        addr: &str,
+        shard: u32,
+        epoch: u64,
+        role: &str,
+        reset: bool,
+    ) -> Result<(), CallError> {
         let body = json!({ "epoch": epoch, "role": role, "reset": reset }).to_string();
-        self.expect_ok(Method::PUT, addr, &format!("/v1/shards/{shard}"), &[("content-type", "application/json".into())], body.into(), CONTROL_TIMEOUT)
-            .await
-            .map(drop)
+        self.expect_ok(
+            Method::PUT,
+            addr,
+            &format!("/v1/shards/{shard}"),
+            &[("content-type", "application/json".into())],
+            body.into(),
+            CONTROL_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn drop_shard(&self, addr: &str, shard: u32, epoch: u64) -> Result<(), CallError> {
-        self.expect_ok(Method::DELETE, addr, &format!("/v1/shards/{shard}?epoch={epoch}"), &[], Bytes::new(), CONTROL_TIMEOUT)
-            .await
-            .map(drop)
+        self.expect_ok(
+            Method::DELETE,
+            addr,
+            &format!("/v1/shards/{shard}?epoch={epoch}"),
+            &[],
+            Bytes::new(),
+            CONTROL_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
     /// Has `addr` copy `shard` from `from` (snapshot stream; live writes keep arriving).
-    pub async fn pull(&self, addr: &str, shard: u32, epoch: u64, from: &str) -> Result<(), CallError> {
+    pub async fn pull(
+        &self,
+        addr: &str,
+        shard: u32,
+        epoch: u64,
+        from: &str,
+    ) -> Result<(), CallError> {
         let body = json!({ "epoch": epoch, "from": from }).to_string();
-        self.expect_ok(Method::POST, addr, &format!("/v1/shards/{shard}/pull"), &[("content-type", "application/json".into())], body.into(), COPY_TIMEOUT)
-            .await
-            .map(drop)
+        self.expect_ok(
+            Method::POST,
+            addr,
+            &format!("/v1/shards/{shard}/pull"),
+            &[("content-type", "application/json".into())],
+            body.into(),
+            COPY_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
     fn data_headers(shard: u32, epoch: u64, version: Option<u64>) -> Vec<(&'static str, String)> {
-        let mut h = vec![("torua-shard", shard.to_string()), ("torua-epoch", epoch.to_string())];
+        let mut h = vec![
+            ("torua-shard", shard.to_string()),
+            ("torua-epoch", epoch.to_string()),
+        ];
         if let Some(v) = version {
             h.push(("torua-version", v.to_string()));
         }
         h
     }
 
-    pub async fn put(&self, addr: &str, key: &str, shard: u32, epoch: u64, version: u64, value: Bytes) -> Result<(), CallError> {
-        self.expect_ok(Method::PUT, addr, &data_path(key), &Self::data_headers(shard, epoch, Some(version)), value, WRITE_TIMEOUT)
-            .await
-            .map(drop)
+    pub async fn put(
+        &self,
+        addr: &str,
+        key: &str,
+        shard: u32,
+        epoch: u64,
+        version: u64,
+        value: Bytes,
+    ) -> Result<(), CallError> {
+        self.expect_ok(
+            Method::PUT,
+            addr,
+            &data_path(key),
+            &Self::data_headers(shard, epoch, Some(version)),
+            value,
+            WRITE_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
-    pub async fn delete(&self, addr: &str, key: &str, shard: u32, epoch: u64, version: u64) -> Result<(), CallError> {
-        self.expect_ok(Method::DELETE, addr, &data_path(key), &Self::data_headers(shard, epoch, Some(version)), Bytes::new(), WRITE_TIMEOUT)
-            .await
-            .map(drop)
+    pub async fn delete(
+        &self,
+        addr: &str,
+        key: &str,
+        shard: u32,
+        epoch: u64,
+        version: u64,
+    ) -> Result<(), CallError> {
+        self.expect_ok(
+            Method::DELETE,
+            addr,
+            &data_path(key),
+            &Self::data_headers(shard, epoch, Some(version)),
+            Bytes::new(),
+            WRITE_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
     /// `Ok(None)` when the node holds the shard but not the key.
-    pub async fn get(&self, addr: &str, key: &str, shard: u32, epoch: u64) -> Result<Option<Value>, CallError> {
+    pub async fn get(
+        &self,
+        addr: &str,
+        key: &str,
+        shard: u32,
+        epoch: u64,
+    ) -> Result<Option<Value>, CallError> {
         let (status, body) = self
-            .call(Method::GET, addr, &data_path(key), &Self::data_headers(shard, epoch, None), Bytes::new(), READ_TIMEOUT)
+            .call(
+                Method::GET,
+                addr,
+                &data_path(key),
+                &Self::data_headers(shard, epoch, None),
+                Bytes::new(),
+                READ_TIMEOUT,
+            )
             .await?;
         match status {
             StatusCode::OK => Ok(Some(Value { bytes: body })),
@@ -175,17 +266,32 @@ impl NodeClient {
         }
     }
 
-    pub async fn list(&self, addr: &str, shard: u32, prefix: &str) -> Result<Vec<String>, CallError> {
-        let path = format!("/v1/data?shard={shard}&prefix={}", utf8_percent_encode(prefix, KEY_ESCAPE));
-        let body = self.expect_ok(Method::GET, addr, &path, &[], Bytes::new(), WRITE_TIMEOUT).await?;
-        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| CallError::Status {
-            addr: addr.into(),
-            status: 200,
-            message: format!("bad key list: {e}"),
-        })?;
+    pub async fn list(
+        &self,
+        addr: &str,
+        shard: u32,
+        prefix: &str,
+    ) -> Result<Vec<String>, CallError> {
+        let path = format!(
+            "/v1/data?shard={shard}&prefix={}",
+            utf8_percent_encode(prefix, KEY_ESCAPE)
+        );
+        let body = self
+            .expect_ok(Method::GET, addr, &path, &[], Bytes::new(), WRITE_TIMEOUT)
+            .await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| CallError::Status {
+                addr: addr.into(),
+                status: 200,
+                message: format!("bad key list: {e}"),
+            })?;
         Ok(v["keys"]
             .as_array()
-            .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }

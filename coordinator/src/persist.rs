@@ -53,7 +53,10 @@ pub fn spawn(store: Arc<Store>) -> (PersistHandle, tokio::task::JoinHandle<()>) 
             while let Ok(w) = rx.try_recv() {
                 batch.push(w);
             }
-            let rows: Vec<_> = batch.iter().map(|w| (w.id.clone(), w.record.clone())).collect();
+            let rows: Vec<_> = batch
+                .iter()
+                .map(|w| (w.id.clone(), w.record.clone()))
+                .collect();
             let store = store.clone();
             let result = tokio::task::spawn_blocking(move || store.put_nodes(&rows))
                 .await

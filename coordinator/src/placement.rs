@@ -53,7 +53,11 @@ mod tests {
 
     fn nodes(ids: &[&str]) -> Vec<Candidate> {
         ids.iter()
-            .map(|id| Candidate { id: id.to_string(), weight: 1.0, max_shards: None })
+            .map(|id| Candidate {
+                id: id.to_string(),
+                weight: 1.0,
+                max_shards: None,
+            })
             .collect()
     }
 
@@ -89,7 +93,10 @@ mod tests {
                 assert_eq!(d.len(), holders.len(), "distinct holders");
             }
             let counts = per_node(&p);
-            let (lo, hi) = (counts.values().min().unwrap(), counts.values().max().unwrap());
+            let (lo, hi) = (
+                counts.values().min().unwrap(),
+                counts.values().max().unwrap(),
+            );
             assert!(hi - lo <= spread, "n={n} rf={rf}: {counts:?}");
         }
     }
@@ -98,10 +105,18 @@ mod tests {
     fn adding_a_node_moves_about_one_in_n_plus_one() {
         for n in 2..=12 {
             let ids: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
-            let before = place(2048, 2, &nodes(&ids.iter().map(|s| s.as_str()).collect::<Vec<_>>()));
+            let before = place(
+                2048,
+                2,
+                &nodes(&ids.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+            );
             let mut more = ids.clone();
             more.push("newcomer".into());
-            let after = place(2048, 2, &nodes(&more.iter().map(|s| s.as_str()).collect::<Vec<_>>()));
+            let after = place(
+                2048,
+                2,
+                &nodes(&more.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+            );
             let frac = moved_slots(&before, &after) as f64 / (2048.0 * 2.0);
             let ideal = 1.0 / (n as f64 + 1.0);
             assert!(
@@ -140,7 +155,11 @@ mod tests {
         // Caps can leave shards short of holders; placement never exceeds them.
         let capped: Vec<Candidate> = ["x", "y"]
             .iter()
-            .map(|id| Candidate { id: id.to_string(), weight: 1.0, max_shards: Some(10) })
+            .map(|id| Candidate {
+                id: id.to_string(),
+                weight: 1.0,
+                max_shards: Some(10),
+            })
             .collect();
         let p = place(64, 2, &capped);
         assert_eq!(per_node(&p).values().sum::<usize>(), 20);

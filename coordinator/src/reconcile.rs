@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use torua_protocol::NodeState;
+use tracing::Instrument;
 
 pub const REASONS: [&str; 5] = ["failover", "rereplicate", "rebalance", "drain", "manual"];
 const RECENT_MOVES: usize = 100;
@@ -89,7 +90,6 @@ impl Mover {
         inf.sort_by_key(|m| m.shard);
         (inf, lock(&self.recent).iter().rev().cloned().collect())
     }
-
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -128,7 +128,8 @@ pub async fn pass(cluster: &Arc<Cluster>) {
     for cell in cluster.nodes.all() {
         let n = cell.lock();
         let draining = n.record.admin_drain || n.record.leaving;
-        let eligible = matches!(n.health.base, NodeState::Healthy | NodeState::Degraded) && !draining;
+        let eligible =
+            matches!(n.health.base, NodeState::Healthy | NodeState::Degraded) && !draining;
         if eligible {
             candidates.push(Candidate {
                 id: cell.id.to_string(),
@@ -136,10 +137,23 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                 max_shards: n.record.capacity.max_shards,
             });
         }
-        nodes.insert(cell.id.to_string(), NodeInfo { state: n.health.base, eligible, draining });
+        nodes.insert(
+            cell.id.to_string(),
+            NodeInfo {
+                state: n.health.base,
+                eligible,
+                draining,
+            },
+        );
     }
-    let unknown = nodes.values().filter(|n| n.state == NodeState::Unknown).count();
-    let unhealthy = nodes.values().filter(|n| n.state == NodeState::Unhealthy && !n.draining).count();
+    let unknown = nodes
+        .values()
+        .filter(|n| n.state == NodeState::Unknown)
+        .count();
+    let unhealthy = nodes
+        .values()
+        .filter(|n| n.state == NodeState::Unhealthy && !n.draining)
+        .count();
     // After a restart, wait for nodes to report before judging anyone.
     if in_grace && unknown > 0 {
         update_stats(cluster);
@@ -159,7 +173,9 @@ pub async fn pass(cluster: &Arc<Cluster>) {
     let frozen = storm && !m.unfreeze.load(Ordering::Acquire);
     if m.frozen.swap(frozen, Ordering::AcqRel) != frozen {
         if frozen {
-            tracing::error!("storm guard: {unhealthy} of {counted} nodes unhealthy; shard moves frozen");
+            tracing::error!(
+                "storm guard: {unhealthy} of {counted} nodes unhealthy; shard moves frozen"
+            );
         } else {
             tracing::warn!("storm guard lifted; shard moves resume");
         }
@@ -184,7 +200,11 @@ pub async fn pass(cluster: &Arc<Cluster>) {
             || m.rebalance_now.swap(false, Ordering::AcqRel)
     };
 
-    let desired = place(cluster.shards.slots.len() as u32, cluster.shards.rf, &candidates);
+    let desired = place(
+        cluster.shards.slots.len() as u32,
+        cluster.shards.rf,
+        &candidates,
+    );
     // A copy onto a node that died meanwhile would only wait out its timeout.
     let doomed: Vec<u32> = lock(&m.tasks)
         .iter()
@@ -205,7 +225,11 @@ pub async fn pass(cluster: &Arc<Cluster>) {
     for rec in records {
         let id = rec.id;
         let want: Vec<String> = match &rec.pinned {
-            Some(pin) => pin.iter().filter(|n| nodes.get(*n).is_some_and(|i| i.eligible)).cloned().collect(),
+            Some(pin) => pin
+                .iter()
+                .filter(|n| nodes.get(*n).is_some_and(|i| i.eligible))
+                .cloned()
+                .collect(),
             None => desired[id as usize].clone(),
         };
         if lock(&m.in_flight).contains_key(&id) {
@@ -229,16 +253,27 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                 .shards
                 .change(id, &addrs, None, |r| {
                     r.primary = Some(want[0].clone());
-                    r.replicas = want[1..].iter().map(|n| Replica { node: n.clone(), in_sync: true }).collect();
+                    r.replicas = want[1..]
+                        .iter()
+                        .map(|n| Replica {
+                            node: n.clone(),
+                            in_sync: true,
+                        })
+                        .collect();
                 })
                 .await;
             continue;
         }
 
         // 2. failover
-        let dead_holders: Vec<String> = rec.write_set().filter(|(n, _)| dead(n)).map(|(n, _)| n.to_string()).collect();
+        let dead_holders: Vec<String> = rec
+            .write_set()
+            .filter(|(n, _)| dead(n))
+            .map(|(n, _)| n.to_string())
+            .collect();
         if !dead_holders.is_empty() {
             let old_primary = rec.primary.clone();
+            let promote = tracing::info_span!("shard.promote", shard = id, lost = ?dead_holders, from = ?old_primary);
             match cluster
                 .shards
                 .change(id, &addrs, None, |r| {
@@ -246,6 +281,7 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                         r.remove(n, &want);
                     }
                 })
+                .instrument(promote)
                 .await
             {
                 Ok(Some(r)) if r.primary != old_primary => {
@@ -257,16 +293,19 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                         ),
                         None => tracing::error!("shard {id}: unavailable, no in-sync copy left after losing {dead_holders:?}"),
                     }
-                    record_recent(m, MoveInfo {
-                        shard: id,
-                        to: r.primary.clone().unwrap_or_default(),
-                        from: old_primary,
-                        reason: "failover",
-                        started_ms: unix_ms(),
-                        state: if r.primary.is_some() { "ok" } else { "failed" },
-                        error: None,
-                        duration_seconds: 0.0,
-                    });
+                    record_recent(
+                        m,
+                        MoveInfo {
+                            shard: id,
+                            to: r.primary.clone().unwrap_or_default(),
+                            from: old_primary,
+                            reason: "failover",
+                            started_ms: unix_ms(),
+                            state: if r.primary.is_some() { "ok" } else { "failed" },
+                            error: None,
+                            duration_seconds: 0.0,
+                        },
+                    );
                 }
                 Ok(_) => tracing::warn!("shard {id}: dropped {dead_holders:?} from its holders"),
                 Err(e) => tracing::error!("shard {id}: failover commit failed: {e}"),
@@ -280,11 +319,23 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                 let next = want
                     .iter()
                     .find(|w| rec.replicas.iter().any(|r| r.in_sync && &&r.node == w))
-                    .or_else(|| rec.replicas.iter().find(|r| r.in_sync && nodes.get(&r.node).is_some_and(|n| n.eligible)).map(|r| &r.node))
+                    .or_else(|| {
+                        rec.replicas
+                            .iter()
+                            .find(|r| r.in_sync && nodes.get(&r.node).is_some_and(|n| n.eligible))
+                            .map(|r| &r.node)
+                    })
                     .cloned();
                 if let Some(next) = next {
-                    if let Ok(Some(r)) = cluster.shards.change(id, &addrs, None, |r| r.make_primary(&next)).await {
-                        tracing::info!("shard {id}: primary handed from draining {p} to {next} (epoch {})", r.epoch);
+                    if let Ok(Some(r)) = cluster
+                        .shards
+                        .change(id, &addrs, None, |r| r.make_primary(&next))
+                        .await
+                    {
+                        tracing::info!(
+                            "shard {id}: primary handed from draining {p} to {next} (epoch {})",
+                            r.epoch
+                        );
                     }
                     continue;
                 }
@@ -296,7 +347,10 @@ pub async fn pass(cluster: &Arc<Cluster>) {
             let ready = rec.replicas.iter().any(|r| r.in_sync && &r.node == first);
             if ready && rec.primary.as_ref() != Some(first) {
                 let first = first.clone();
-                let _ = cluster.shards.change(id, &addrs, None, |r| r.make_primary(&first)).await;
+                let _ = cluster
+                    .shards
+                    .change(id, &addrs, None, |r| r.make_primary(&first))
+                    .await;
                 continue;
             }
         }
@@ -325,7 +379,9 @@ pub async fn pass(cluster: &Arc<Cluster>) {
         lock(&m.under_since).remove(&id);
 
         // 5. move towards placement, then trim
-        let draining_holder = rec.write_set().any(|(n, _)| nodes.get(n).is_some_and(|i| i.draining));
+        let draining_holder = rec
+            .write_set()
+            .any(|(n, _)| nodes.get(n).is_some_and(|i| i.draining));
         let missing = want.iter().find(|n| !rec.holds(n)).cloned();
         let extra: Vec<String> = rec
             .write_set()
@@ -340,12 +396,20 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                 .unwrap_or(&extra[0])
                 .clone();
             let epoch_before = rec.epoch;
-            if let Ok(Some(r)) = cluster.shards.change(id, &addrs, None, |r| {
-                r.remove(&victim, &want);
-            }).await {
-                tracing::info!("shard {id}: removed surplus copy on {victim} (epoch {epoch_before} → {})", r.epoch);
+            if let Ok(Some(r)) = cluster
+                .shards
+                .change(id, &addrs, None, |r| {
+                    r.remove(&victim, &want);
+                })
+                .await
+            {
+                tracing::info!(
+                    "shard {id}: removed surplus copy on {victim} (epoch {epoch_before} → {})",
+                    r.epoch
+                );
                 if let Some(addr) = addrs.get(&victim) {
-                    let (client, addr, epoch) = (cluster.shards.client.clone(), addr.clone(), r.epoch);
+                    let (client, addr, epoch) =
+                        (cluster.shards.client.clone(), addr.clone(), r.epoch);
                     tokio::spawn(async move {
                         if let Err(e) = client.drop_shard(&addr, id, epoch).await {
                             tracing::debug!("shard {id}: dropping data on {addr} failed: {e}");
@@ -358,9 +422,14 @@ pub async fn pass(cluster: &Arc<Cluster>) {
         // Balance primaries too: hand the primary to the preferred in-sync holder.
         if missing.is_none() && membership_settled {
             if let Some(first) = want.first() {
-                if rec.primary.as_ref() != Some(first) && rec.replicas.iter().any(|r| r.in_sync && &r.node == first) {
+                if rec.primary.as_ref() != Some(first)
+                    && rec.replicas.iter().any(|r| r.in_sync && &r.node == first)
+                {
                     let first = first.clone();
-                    let _ = cluster.shards.change(id, &addrs, None, |r| r.make_primary(&first)).await;
+                    let _ = cluster
+                        .shards
+                        .change(id, &addrs, None, |r| r.make_primary(&first))
+                        .await;
                     continue;
                 }
             }
@@ -409,12 +478,12 @@ fn spawn_copy(cluster: Arc<Cluster>, id: u32, target: String, reason: &'static s
     tokio::spawn(async move {
         let started = Instant::now();
         let span = tracing::info_span!("shard.move", shard = id, to = %target, reason);
-        let result = {
-            let _g = span.enter();
+        let result = async {
             tracing::info!("shard {id}: copying to {target} ({reason})");
-            drop(_g);
             copy(&cluster, id, &target, &cancel).await
-        };
+        }
+        .instrument(span)
+        .await;
         let secs = started.elapsed().as_secs_f64();
         let mut done = info;
         done.duration_seconds = secs;
@@ -422,7 +491,9 @@ fn spawn_copy(cluster: Arc<Cluster>, id: u32, target: String, reason: &'static s
             Ok(from) => {
                 done.state = "ok";
                 done.from = Some(from.clone());
-                tracing::info!("shard {id}: copy from {from} to {target} in sync after {secs:.2}s ({reason})");
+                tracing::info!(
+                    "shard {id}: copy from {from} to {target} in sync after {secs:.2}s ({reason})"
+                );
             }
             Err(e) => {
                 done.state = "failed";
@@ -431,7 +502,9 @@ fn spawn_copy(cluster: Arc<Cluster>, id: u32, target: String, reason: &'static s
                 let addrs = cluster.addrs();
                 let _ = cluster
                     .shards
-                    .change(id, &addrs, None, |r| r.replicas.retain(|x| x.node != target || x.in_sync))
+                    .change(id, &addrs, None, |r| {
+                        r.replicas.retain(|x| x.node != target || x.in_sync)
+                    })
                     .await;
             }
         }
@@ -464,7 +537,10 @@ async fn copy(cluster: &Cluster, id: u32, target: &str, cancel: &Notify) -> Resu
         .shards
         .change_checked(id, &addrs, Some(target), |r| {
             if !r.holds(target) {
-                r.replicas.push(Replica { node: target.to_string(), in_sync: false });
+                r.replicas.push(Replica {
+                    node: target.to_string(),
+                    in_sync: false,
+                });
             }
         })
         .await?
@@ -474,11 +550,13 @@ async fn copy(cluster: &Cluster, id: u32, target: &str, cancel: &Notify) -> Resu
     }
     let from = rec.primary.clone().ok_or("no primary to copy from")?;
     let from_addr = addrs.get(&from).ok_or("primary has no address")?;
-    {
-        let _span = tracing::info_span!("shard.copy", shard = id, from = %from, to = %target).entered();
-    }
+    let pull = cluster
+        .shards
+        .client
+        .pull(&target_addr, id, rec.epoch, from_addr);
+    let copy_span = tracing::info_span!("shard.copy", shard = id, from = %from, to = %target, epoch = rec.epoch);
     tokio::select! {
-        r = cluster.shards.client.pull(&target_addr, id, rec.epoch, from_addr) => r.map_err(|e| e.to_string())?,
+        r = pull.instrument(copy_span) => r.map_err(|e| e.to_string())?,
         _ = cancel.notified() => return Err("cancelled: the target is no longer eligible".into()),
     }
     if slot.copy_broken.load(Ordering::Acquire) {
@@ -505,7 +583,10 @@ pub fn update_stats(cluster: &Cluster) {
     let stats = cluster.shards.stats();
     let now = std::time::Instant::now();
     for cell in cluster.nodes.all() {
-        let held = stats.per_node.get(cell.id.as_ref()).map_or(0, |(p, r)| p + r);
+        let held = stats
+            .per_node
+            .get(cell.id.as_ref())
+            .map_or(0, |(p, r)| p + r);
         let mut n = cell.lock();
         if n.shards_held != held {
             n.shards_held = held;

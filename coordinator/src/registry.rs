@@ -70,9 +70,7 @@ impl NodeInner {
 
     pub fn phi(&self, now: Instant) -> f64 {
         match (&self.detector, self.last_heartbeat) {
-            (Some(d), Some(t)) => {
-                d.phi(now.saturating_duration_since(t).as_secs_f64() * 1000.0)
-            }
+            (Some(d), Some(t)) => d.phi(now.saturating_duration_since(t).as_secs_f64() * 1000.0),
             _ => 0.0,
         }
     }

@@ -88,7 +88,10 @@ impl KeyRing {
     pub fn node_keys(&self, node_id: &str) -> NodeKeys {
         NodeKeys {
             current: derive_node_key(&self.current, node_id),
-            previous: self.previous.as_deref().map(|p| derive_node_key(p, node_id)),
+            previous: self
+                .previous
+                .as_deref()
+                .map(|p| derive_node_key(p, node_id)),
         }
     }
 }
@@ -167,8 +170,13 @@ mod tests {
         let by_new = torua_protocol::sign(&derive_node_key(&new, "n1"), body);
         let keys = ring.node_keys("n1");
         assert!(keys.verify(body, &by_old) && keys.verify(body, &by_new));
-        assert!(!KeyRing::from_secret(new).node_keys("n1").verify(body, &by_old));
-        assert!(!ring.node_keys("n2").verify(body, &by_new), "keys are per node");
+        assert!(!KeyRing::from_secret(new)
+            .node_keys("n1")
+            .verify(body, &by_old));
+        assert!(
+            !ring.node_keys("n2").verify(body, &by_new),
+            "keys are per node"
+        );
     }
 
     #[test]

@@ -53,10 +53,12 @@ impl ShardRecord {
 
     /// Primary, then in-sync replicas: the copies that hold every acknowledged write.
     pub fn in_sync(&self) -> impl Iterator<Item = &str> {
-        self.primary
-            .iter()
-            .map(String::as_str)
-            .chain(self.replicas.iter().filter(|r| r.in_sync).map(|r| r.node.as_str()))
+        self.primary.iter().map(String::as_str).chain(
+            self.replicas
+                .iter()
+                .filter(|r| r.in_sync)
+                .map(|r| r.node.as_str()),
+        )
     }
 
     /// Every node that must receive writes: in-sync holders plus copies in progress.
@@ -103,7 +105,12 @@ impl ShardRecord {
             .iter()
             .find(|p| self.replicas.iter().any(|r| r.in_sync && &r.node == *p))
             .cloned()
-            .or_else(|| self.replicas.iter().find(|r| r.in_sync).map(|r| r.node.clone()));
+            .or_else(|| {
+                self.replicas
+                    .iter()
+                    .find(|r| r.in_sync)
+                    .map(|r| r.node.clone())
+            });
         if let Some(new) = pick {
             self.replicas.retain(|r| r.node != new);
             self.primary = Some(new);
@@ -118,10 +125,20 @@ impl ShardRecord {
         if self.primary.as_deref() == Some(node) {
             return;
         }
-        if let Some(pos) = self.replicas.iter().position(|r| r.node == node && r.in_sync) {
+        if let Some(pos) = self
+            .replicas
+            .iter()
+            .position(|r| r.node == node && r.in_sync)
+        {
             self.replicas.remove(pos);
             if let Some(old) = self.primary.take() {
-                self.replicas.insert(0, Replica { node: old, in_sync: true });
+                self.replicas.insert(
+                    0,
+                    Replica {
+                        node: old,
+                        in_sync: true,
+                    },
+                );
             }
             self.primary = Some(node.to_string());
         }
@@ -139,7 +156,10 @@ mod tests {
             primary: Some(primary.into()),
             replicas: replicas
                 .iter()
-                .map(|(n, s)| Replica { node: n.to_string(), in_sync: *s })
+                .map(|(n, s)| Replica {
+                    node: n.to_string(),
+                    in_sync: *s,
+                })
                 .collect(),
             pinned: None,
             assigned: true,
@@ -151,7 +171,13 @@ mod tests {
         let mut r = rec("a", &[("b", false), ("c", true)]);
         assert!(r.remove("a", &[]));
         assert_eq!(r.primary.as_deref(), Some("c"), "never a copy in progress");
-        assert_eq!(r.replicas, vec![Replica { node: "b".into(), in_sync: false }]);
+        assert_eq!(
+            r.replicas,
+            vec![Replica {
+                node: "b".into(),
+                in_sync: false
+            }]
+        );
 
         let mut r = rec("a", &[("b", true), ("c", true)]);
         r.remove("a", &["c".to_string()]);
@@ -173,6 +199,9 @@ mod tests {
         assert_eq!(ShardRecord::new(1).health(2), ShardHealth::UnderReplicated);
         let mut r = rec("a", &[("b", true)]);
         r.make_primary("b");
-        assert_eq!((r.primary.as_deref(), r.role_of("a")), (Some("b"), Some("replica")));
+        assert_eq!(
+            (r.primary.as_deref(), r.role_of("a")),
+            (Some("b"), Some("replica"))
+        );
     }
 }

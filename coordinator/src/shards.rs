@@ -9,9 +9,9 @@
 
 use crate::nodeclient::NodeClient;
 use crate::reconcile::ShardStats;
-use futures_util::future::join_all;
 use crate::shardmap::{ShardHealth, ShardRecord};
 use crate::store::{Store, StoreError};
+use futures_util::future::join_all;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,9 +40,17 @@ pub struct ShardSet {
 pub type Addrs = HashMap<String, String>;
 
 impl ShardSet {
-    pub fn load(store: Arc<Store>, shards: u32, rf: usize, now_ms: u64) -> Result<ShardSet, StoreError> {
-        let mut records: HashMap<u32, ShardRecord> =
-            store.load_shards()?.into_iter().map(|r| (r.id, r)).collect();
+    pub fn load(
+        store: Arc<Store>,
+        shards: u32,
+        rf: usize,
+        now_ms: u64,
+    ) -> Result<ShardSet, StoreError> {
+        let mut records: HashMap<u32, ShardRecord> = store
+            .load_shards()?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
         let slots = (0..shards)
             .map(|id| {
                 let rec = records.remove(&id).unwrap_or_else(|| ShardRecord::new(id));
@@ -80,7 +88,9 @@ impl ShardSet {
         let floor = now_ms << 20;
         let prev = self
             .last_version
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.max(floor - 1) + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(v.max(floor - 1) + 1)
+            })
             .expect("closure always returns Some");
         prev.max(floor - 1) + 1
     }
@@ -97,7 +107,10 @@ impl ShardSet {
         reset: Option<&str>,
         f: impl FnOnce(&mut ShardRecord),
     ) -> Result<Option<ShardRecord>, String> {
-        Ok(self.change_checked(id, addrs, reset, f).await?.map(|(r, _)| r))
+        Ok(self
+            .change_checked(id, addrs, reset, f)
+            .await?
+            .map(|(r, _)| r))
     }
 
     /// Applies `f` to a copy of the shard's record; if it changed, bumps the epoch,
@@ -177,7 +190,12 @@ impl ShardSet {
 
 /// Sends the record's assignment to each holder. A holder that cannot be told
 /// will refuse requests at the new epoch, and the write path evicts it.
-async fn push(client: &NodeClient, rec: &ShardRecord, addrs: &Addrs, reset: Option<&str>) -> Vec<String> {
+async fn push(
+    client: &NodeClient,
+    rec: &ShardRecord,
+    addrs: &Addrs,
+    reset: Option<&str>,
+) -> Vec<String> {
     let calls = rec.write_set().map(|(node, _)| {
         let addr = addrs.get(node).cloned();
         let role = rec.role_of(node).unwrap_or("replica");
@@ -197,4 +215,3 @@ async fn push(client: &NodeClient, rec: &ShardRecord, addrs: &Addrs, reset: Opti
     });
     join_all(calls).await.into_iter().flatten().collect()
 }
-

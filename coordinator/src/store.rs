@@ -183,8 +183,11 @@ mod tests {
         };
         let id = {
             let s = Store::open(dir.path()).unwrap();
-            s.put_nodes(&[("n1".into(), Some(rec.clone())), ("n2".into(), Some(rec.clone()))])
-                .unwrap();
+            s.put_nodes(&[
+                ("n1".into(), Some(rec.clone())),
+                ("n2".into(), Some(rec.clone())),
+            ])
+            .unwrap();
             s.put_nodes(&[("n2".into(), None)]).unwrap();
             s.cluster_meta(5, 64, 2).unwrap().cluster_id
         };

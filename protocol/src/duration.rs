@@ -22,7 +22,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("{s:?} has unknown unit {unit:?}: use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "{s:?} has unknown unit {unit:?}: use ms, s, m or h"
+            ))
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
 }
@@ -60,7 +64,9 @@ pub mod serde_opt {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
-            Some(s) => parse_duration(&s).map(Some).map_err(serde::de::Error::custom),
+            Some(s) => parse_duration(&s)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
         }
     }
 

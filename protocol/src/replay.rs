@@ -25,7 +25,11 @@ pub enum ReplayError {
     #[error("incarnation {got} is older than the current {current}")]
     OldIncarnation { got: u64, current: u64 },
     #[error("seq {got} is not above the last accepted {last} for incarnation {incarnation}")]
-    SeqNotIncreasing { got: u64, last: u64, incarnation: u64 },
+    SeqNotIncreasing {
+        got: u64,
+        last: u64,
+        incarnation: u64,
+    },
     #[error("sent_at_ms is {skew_ms} ms away from the coordinator clock (limit {limit_ms} ms)")]
     ClockSkew { skew_ms: i64, limit_ms: u64 },
     #[error("signed before this coordinator started ({ago_ms} ms earlier)")]
@@ -35,7 +39,10 @@ pub enum ReplayError {
 impl ReplayError {
     /// `replay` for order violations, `stale` for time-window violations.
     pub fn is_stale(&self) -> bool {
-        matches!(self, ReplayError::ClockSkew { .. } | ReplayError::BeforeStart { .. })
+        matches!(
+            self,
+            ReplayError::ClockSkew { .. } | ReplayError::BeforeStart { .. }
+        )
     }
 }
 
@@ -64,7 +71,9 @@ pub fn check_replay(
             ago_ms: policy.started_at_ms - sent_at_ms,
         });
     }
-    let current = mark.map_or(durable_incarnation, |m| m.incarnation.max(durable_incarnation));
+    let current = mark.map_or(durable_incarnation, |m| {
+        m.incarnation.max(durable_incarnation)
+    });
     if incarnation < current {
         return Err(ReplayError::OldIncarnation {
             got: incarnation,
@@ -100,16 +109,48 @@ mod tests {
 
     #[test]
     fn table() {
-        type Case = (&'static str, Option<ReplayMark>, u64, u64, u64, u64, Result<(), &'static str>);
+        type Case = (
+            &'static str,
+            Option<ReplayMark>,
+            u64,
+            u64,
+            u64,
+            u64,
+            Result<(), &'static str>,
+        );
         let cases: &[Case] = &[
             ("first ever", None, 0, 5, 1, NOW, Ok(())),
             ("next seq", mark(5, 1), 5, 5, 2, NOW, Ok(())),
             ("seq gap is fine", mark(5, 1), 5, 5, 9, NOW, Ok(())),
             ("replayed seq", mark(5, 2), 5, 5, 2, NOW, Err("seq")),
             ("older seq", mark(5, 2), 5, 5, 1, NOW, Err("seq")),
-            ("new incarnation restarts seq", mark(5, 9), 5, 6, 1, NOW, Ok(())),
-            ("old incarnation", mark(6, 1), 6, 5, 100, NOW, Err("incarnation")),
-            ("old incarnation vs durable floor", None, 6, 5, 1, NOW, Err("incarnation")),
+            (
+                "new incarnation restarts seq",
+                mark(5, 9),
+                5,
+                6,
+                1,
+                NOW,
+                Ok(()),
+            ),
+            (
+                "old incarnation",
+                mark(6, 1),
+                6,
+                5,
+                100,
+                NOW,
+                Err("incarnation"),
+            ),
+            (
+                "old incarnation vs durable floor",
+                None,
+                6,
+                5,
+                1,
+                NOW,
+                Err("incarnation"),
+            ),
             ("same incarnation after restart", None, 6, 6, 3, NOW, Ok(())),
             ("clock ahead", None, 0, 5, 1, NOW + 30_001, Err("away")),
             ("clock behind", None, 0, 5, 1, NOW - 30_001, Err("away")),
@@ -118,7 +159,14 @@ mod tests {
         for (name, m, durable, inc, seq, sent, want) in cases {
             let got = check_replay(&POLICY, *m, *durable, *inc, *seq, *sent, NOW);
             match (want, got) {
-                (Ok(()), Ok(mk)) => assert_eq!(mk, ReplayMark { incarnation: *inc, seq: *seq }, "{name}"),
+                (Ok(()), Ok(mk)) => assert_eq!(
+                    mk,
+                    ReplayMark {
+                        incarnation: *inc,
+                        seq: *seq
+                    },
+                    "{name}"
+                ),
                 (Err(w), Err(e)) => assert!(e.to_string().contains(w), "{name}: {e}"),
                 (w, g) => panic!("{name}: want {w:?}, got {g:?}"),
             }

@@ -31,7 +31,10 @@ mod tests {
         // Pinned: changing these would move every key of every existing cluster.
         assert_eq!(shard_for_key(b"", 64), (xxh3_64(b"") % 64) as u32);
         assert_eq!(xxh3_64(b"hello"), 0x9555e8555c62dcfd);
-        assert_eq!(shard_for_key(b"hello", 64), 0x9555e8555c62dcfd_u64 as u32 % 64);
+        assert_eq!(
+            shard_for_key(b"hello", 64),
+            0x9555e8555c62dcfd_u64 as u32 % 64
+        );
     }
 
     #[test]
@@ -40,7 +43,10 @@ mod tests {
         for i in 0..64_000 {
             counts[shard_for_key(format!("user/{i}").as_bytes(), 64) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -48,6 +54,9 @@ mod tests {
         let wins = (0..10_000u32)
             .filter(|s| rendezvous_score("a", *s, 2.0) > rendezvous_score("b", *s, 1.0))
             .count();
-        assert!((6_200..7_100).contains(&wins), "weight 2 vs 1 wins {wins}/10000, want ~2/3");
+        assert!(
+            (6_200..7_100).contains(&wins),
+            "weight 2 vs 1 wins {wins}/10000, want ~2/3"
+        );
     }
 }

@@ -138,7 +138,10 @@ mod tests {
         for i in 0..body.len() {
             let mut t = body.to_vec();
             t[i] ^= 1;
-            assert!(!verify(&key, &t, &sig), "byte {i} flip must break the signature");
+            assert!(
+                !verify(&key, &t, &sig),
+                "byte {i} flip must break the signature"
+            );
         }
     }
 
@@ -153,7 +156,10 @@ mod tests {
             ("Torua-HMAC-SHA256 node=n1", AuthError::Format),
             ("Torua-HMAC-SHA256 node=n1, sig=zz", AuthError::Format),
             ("Torua-HMAC-SHA256 node=n 1, sig=00", AuthError::Format),
-            ("Torua-HMAC-SHA256 node=n1, node=n2, sig=00", AuthError::Format),
+            (
+                "Torua-HMAC-SHA256 node=n1, node=n2, sig=00",
+                AuthError::Format,
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(parse_authorization(input).unwrap_err(), want, "{input:?}");

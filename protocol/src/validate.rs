@@ -215,28 +215,97 @@ mod tests {
     fn rejections() {
         type Mutate = fn(&mut Value);
         let cases: &[(&str, Mutate, &str)] = &[
-            ("wrong type", |v| v["seq"] = json!("42"), "malformed JSON at `seq`"),
-            ("missing field", |v| { v.as_object_mut().unwrap().remove("node_id"); }, "malformed"),
+            (
+                "wrong type",
+                |v| v["seq"] = json!("42"),
+                "malformed JSON at `seq`",
+            ),
+            (
+                "missing field",
+                |v| {
+                    v.as_object_mut().unwrap().remove("node_id");
+                },
+                "malformed",
+            ),
             ("unknown field", |v| v["extra"] = json!(1), "malformed"),
-            ("unknown state", |v| v["state"] = json!("zombie"), "malformed JSON at `state`"),
-            ("bad check kind", |v| v["checks"][0]["kind"] = json!("ftp"), "malformed JSON at `checks[0].kind`"),
+            (
+                "unknown state",
+                |v| v["state"] = json!("zombie"),
+                "malformed JSON at `state`",
+            ),
+            (
+                "bad check kind",
+                |v| v["checks"][0]["kind"] = json!("ftp"),
+                "malformed JSON at `checks[0].kind`",
+            ),
             ("bad version", |v| v["v"] = json!(2), "invalid `v`"),
-            ("bad node id", |v| v["node_id"] = json!("n 1"), "invalid `node_id`"),
-            ("long node id", |v| v["node_id"] = json!("n".repeat(65)), "invalid `node_id`"),
+            (
+                "bad node id",
+                |v| v["node_id"] = json!("n 1"),
+                "invalid `node_id`",
+            ),
+            (
+                "long node id",
+                |v| v["node_id"] = json!("n".repeat(65)),
+                "invalid `node_id`",
+            ),
             ("zero seq", |v| v["seq"] = json!(0), "invalid `seq`"),
-            ("zero interval", |v| v["interval_ms"] = json!(0), "invalid `interval_ms`"),
-            ("bad addr", |v| v["node_addr"] = json!("ftp://x"), "invalid `node_addr`"),
-            ("addr with path", |v| v["node_addr"] = json!("http://x/../etc"), "invalid `node_addr`"),
-            ("dup check", |v| { let c = v["checks"][0].clone(); v["checks"].as_array_mut().unwrap().push(c); }, "duplicate"),
-            ("too many checks", |v| {
-                v["checks"] = Value::Array((0..=MAX_CHECKS).map(|i| json!({"name": format!("c{i}"), "kind": "tcp", "status": "pass", "duration_ms": 1.0})).collect());
-            }, "invalid `checks`"),
-            ("too many metrics", |v| {
-                v["metrics"] = Value::Object((0..=MAX_METRICS).map(|i| (format!("m{i}"), json!(1.0))).collect());
-            }, "invalid `metrics`"),
-            ("bad metric name", |v| v["metrics"]["a b"] = json!(1.0), "invalid `metrics.a b`"),
-            ("negative duration", |v| v["checks"][0]["duration_ms"] = json!(-1.0), "invalid `checks[0].duration_ms`"),
-            ("zero weight", |v| v["capacity"]["weight"] = json!(0.0), "invalid `capacity.weight`"),
+            (
+                "zero interval",
+                |v| v["interval_ms"] = json!(0),
+                "invalid `interval_ms`",
+            ),
+            (
+                "bad addr",
+                |v| v["node_addr"] = json!("ftp://x"),
+                "invalid `node_addr`",
+            ),
+            (
+                "addr with path",
+                |v| v["node_addr"] = json!("http://x/../etc"),
+                "invalid `node_addr`",
+            ),
+            (
+                "dup check",
+                |v| {
+                    let c = v["checks"][0].clone();
+                    v["checks"].as_array_mut().unwrap().push(c);
+                },
+                "duplicate",
+            ),
+            (
+                "too many checks",
+                |v| {
+                    v["checks"] = Value::Array((0..=MAX_CHECKS).map(|i| json!({"name": format!("c{i}"), "kind": "tcp", "status": "pass", "duration_ms": 1.0})).collect());
+                },
+                "invalid `checks`",
+            ),
+            (
+                "too many metrics",
+                |v| {
+                    v["metrics"] = Value::Object(
+                        (0..=MAX_METRICS)
+                            .map(|i| (format!("m{i}"), json!(1.0)))
+                            .collect(),
+                    );
+                },
+                "invalid `metrics`",
+            ),
+            (
+                "bad metric name",
+                |v| v["metrics"]["a b"] = json!(1.0),
+                "invalid `metrics.a b`",
+            ),
+            (
+                "negative duration",
+                |v| v["checks"][0]["duration_ms"] = json!(-1.0),
+                "invalid `checks[0].duration_ms`",
+            ),
+            (
+                "zero weight",
+                |v| v["capacity"]["weight"] = json!(0.0),
+                "invalid `capacity.weight`",
+            ),
         ];
         for (name, mutate, want) in cases {
             let mut v = base();
@@ -248,13 +317,23 @@ mod tests {
 
     #[test]
     fn non_finite_and_garbage_bodies() {
-        let text = serde_json::to_string(&base()).unwrap().replace("120000000000.0", "1e999");
+        let text = serde_json::to_string(&base())
+            .unwrap()
+            .replace("120000000000.0", "1e999");
         let err = decode_heartbeat(text.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("metrics.disk_free_bytes"), "{err}");
         for body in [&b""[..], b"{", b"null", b"[]", b"\xff\xfe", b"{\"v\":1}"] {
-            assert!(matches!(decode_heartbeat(body), Err(DecodeError::Malformed { .. })), "{body:?}");
+            assert!(
+                matches!(decode_heartbeat(body), Err(DecodeError::Malformed { .. })),
+                "{body:?}"
+            );
         }
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(decode_heartbeat(&big), Err(DecodeError::TooLarge { len: MAX_BODY_BYTES + 1 }));
+        assert_eq!(
+            decode_heartbeat(&big),
+            Err(DecodeError::TooLarge {
+                len: MAX_BODY_BYTES + 1
+            })
+        );
     }
 }

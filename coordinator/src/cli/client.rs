@@ -68,10 +68,12 @@ impl Api {
             if let Some(t) = &self.token {
                 req = req.header("authorization", format!("Bearer {t}"));
             }
-            let req = req.body(Full::new(body)).map_err(|e| ApiError::Unreachable {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
+            let req = req
+                .body(Full::new(body))
+                .map_err(|e| ApiError::Unreachable {
+                    url: url.clone(),
+                    message: e.to_string(),
+                })?;
             let unreachable = |message: String| ApiError::Unreachable {
                 url: url.clone(),
                 message,

@@ -8,7 +8,12 @@ use std::io::{Read, Write};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// Keys keep their `/` in the URL; everything else that is not unreserved is escaped.
-const KEY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
+const KEY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
 
 fn path(key: &str) -> String {
     format!("/v1/data/{}", utf8_percent_encode(key, KEY))

@@ -55,38 +55,74 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let secret = dir.join("cluster-secret");
     if !secret.exists() {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&secret)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&secret)?;
         writeln!(f, "{}", hex::encode(random_bytes::<32>()?))?;
     }
 
     let coord_url = format!("http://127.0.0.1:{}", args.base_port);
     let mut procs = Vec::new();
     let result = (|| -> anyhow::Result<()> {
-        procs.push(spawn(&bin_dir, &dir, "coordinator", "torua-coordinator", &[
-            "--listen", &format!("127.0.0.1:{}", args.base_port),
-            "--data-dir", &dir.join("coordinator").display().to_string(),
-            "--cluster-secret-file", &secret.display().to_string(),
-            "--heartbeat-timeout", "3s",
-        ])?);
+        procs.push(spawn(
+            &bin_dir,
+            &dir,
+            "coordinator",
+            "torua-coordinator",
+            &[
+                "--listen",
+                &format!("127.0.0.1:{}", args.base_port),
+                "--data-dir",
+                &dir.join("coordinator").display().to_string(),
+                "--cluster-secret-file",
+                &secret.display().to_string(),
+                "--heartbeat-timeout",
+                "3s",
+            ],
+        )?);
         wait_http(&format!("{coord_url}/readyz"), &mut procs)?;
         for i in 1..=args.nodes {
             let id = format!("n{i}");
             let node_port = args.base_port + i;
             let node_url = format!("http://127.0.0.1:{node_port}");
-            procs.push(spawn(&bin_dir, &dir, &format!("node-{id}"), "torua-node", &[
-                "--listen", &format!("127.0.0.1:{node_port}"),
-                "--node-id", &id,
-                "--data-dir", &dir.join(format!("node-{id}")).display().to_string(),
-            ])?);
-            procs.push(spawn(&bin_dir, &dir, &format!("agent-{id}"), "torua-agent", &[
-                "--node-id", &id,
-                "--node-addr", &node_url,
-                "--coordinator", &coord_url,
-                "--listen", &format!("127.0.0.1:{}", args.base_port + 100 + i),
-                "--interval", &args.interval,
-                "--cluster-secret-file", &secret.display().to_string(),
-                "--http-check", &format!("{node_url}/health"),
-            ])?);
+            procs.push(spawn(
+                &bin_dir,
+                &dir,
+                &format!("node-{id}"),
+                "torua-node",
+                &[
+                    "--listen",
+                    &format!("127.0.0.1:{node_port}"),
+                    "--node-id",
+                    &id,
+                    "--data-dir",
+                    &dir.join(format!("node-{id}")).display().to_string(),
+                ],
+            )?);
+            procs.push(spawn(
+                &bin_dir,
+                &dir,
+                &format!("agent-{id}"),
+                "torua-agent",
+                &[
+                    "--node-id",
+                    &id,
+                    "--node-addr",
+                    &node_url,
+                    "--coordinator",
+                    &coord_url,
+                    "--listen",
+                    &format!("127.0.0.1:{}", args.base_port + 100 + i),
+                    "--interval",
+                    &args.interval,
+                    "--cluster-secret-file",
+                    &secret.display().to_string(),
+                    "--http-check",
+                    &format!("{node_url}/health"),
+                ],
+            )?);
         }
         Ok(())
     })();
@@ -107,7 +143,9 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  logs         {}/*.log", dir.display());
     println!("try: torua status --coordinator {coord_url}    (Ctrl-C stops everything)");
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let exited = rt.block_on(async {
         let stop = crate::signals::terminate();
         tokio::pin!(stop);

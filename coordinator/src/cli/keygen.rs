@@ -11,7 +11,11 @@ pub struct KeygenArgs {
     #[arg(long, required_unless_present = "new_secret")]
     node: Option<String>,
     /// Cluster secret file to derive from.
-    #[arg(long, env = "TORUA_CLUSTER_SECRET_FILE", default_value = "cluster-secret")]
+    #[arg(
+        long,
+        env = "TORUA_CLUSTER_SECRET_FILE",
+        default_value = "cluster-secret"
+    )]
     secret_file: PathBuf,
     /// Print a new random cluster secret (64 hex characters) instead.
     #[arg(long)]
@@ -34,7 +38,10 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
         "{}: a cluster secret needs at least 32 bytes",
         args.secret_file.display()
     );
-    println!("{}", torua_protocol::derive_node_key(&secret, &node).to_hex());
+    println!(
+        "{}",
+        torua_protocol::derive_node_key(&secret, &node).to_hex()
+    );
     Ok(())
 }
 

@@ -15,10 +15,19 @@ use std::process::ExitCode;
 pub use client::{Api, ApiError};
 
 #[derive(Parser)]
-#[command(name = "torua", version, about = "Torua: health and placement for a sharded storage cluster")]
+#[command(
+    name = "torua",
+    version,
+    about = "Torua: health and placement for a sharded storage cluster"
+)]
 pub struct Cli {
     /// Coordinator base URL.
-    #[arg(long, global = true, env = "TORUA_COORDINATOR", default_value = "http://127.0.0.1:7400")]
+    #[arg(
+        long,
+        global = true,
+        env = "TORUA_COORDINATOR",
+        default_value = "http://127.0.0.1:7400"
+    )]
     coordinator: String,
     /// Admin bearer token for mutating commands.
     #[arg(long, global = true, env = "TORUA_ADMIN_TOKEN", hide_env_values = true)]
@@ -86,7 +95,11 @@ pub fn main() -> ExitCode {
         Cmd::Undrain { nodes } => nodes::drain(&api, &nodes, false, cli.json),
         Cmd::Keygen(args) => keygen::run(args),
         Cmd::Shards => shards::list(&api, cli.json),
-        Cmd::Assign { shard, primary, replica } => shards::assign(&api, shard, primary, replica, cli.json),
+        Cmd::Assign {
+            shard,
+            primary,
+            replica,
+        } => shards::assign(&api, shard, primary, replica, cli.json),
         Cmd::Rebalance { unfreeze } => shards::rebalance(&api, unfreeze),
         Cmd::Put { key, value } => data::put(&api, &key, &value),
         Cmd::Get { key } => data::get(&api, &key),

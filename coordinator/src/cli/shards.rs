@@ -14,7 +14,10 @@ pub fn list(api: &Api, as_json: bool) -> anyhow::Result<()> {
 }
 
 fn render(v: &Value) -> String {
-    let mut out = format!("{:>5} {:>6}  {:<10} {:<24} {}\n", "SHARD", "EPOCH", "PRIMARY", "REPLICAS", "HEALTH");
+    let mut out = format!(
+        "{:>5} {:>6}  {:<10} {:<24} {}\n",
+        "SHARD", "EPOCH", "PRIMARY", "REPLICAS", "HEALTH"
+    );
     for s in v["shards"].as_array().into_iter().flatten() {
         let replicas: Vec<String> = s["replicas"]
             .as_array()
@@ -22,7 +25,11 @@ fn render(v: &Value) -> String {
             .flatten()
             .map(|r| {
                 let node = r["node"].as_str().unwrap_or("?");
-                if r["in_sync"] == true { node.to_string() } else { format!("{node}(copying)") }
+                if r["in_sync"] == true {
+                    node.to_string()
+                } else {
+                    format!("{node}(copying)")
+                }
             })
             .collect();
         let pin = if s["pinned"].is_null() { "" } else { " pinned" };
@@ -38,20 +45,39 @@ fn render(v: &Value) -> String {
     out
 }
 
-pub fn assign(api: &Api, shard: u32, primary: String, replicas: Vec<String>, as_json: bool) -> anyhow::Result<()> {
-    let v = api.put_json(&format!("/v1/shards/{shard}"), &json!({ "primary": primary, "replicas": replicas }))?;
+pub fn assign(
+    api: &Api,
+    shard: u32,
+    primary: String,
+    replicas: Vec<String>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let v = api.put_json(
+        &format!("/v1/shards/{shard}"),
+        &json!({ "primary": primary, "replicas": replicas }),
+    )?;
     if as_json {
         println!("{v}");
     } else {
-        println!("shard {shard} pinned to {}; the coordinator moves it there", v["pinned"]);
+        println!(
+            "shard {shard} pinned to {}; the coordinator moves it there",
+            v["pinned"]
+        );
     }
     Ok(())
 }
 
 pub fn rebalance(api: &Api, unfreeze: bool) -> anyhow::Result<()> {
-    let path = if unfreeze { "/v1/rebalance?unfreeze=true" } else { "/v1/rebalance" };
+    let path = if unfreeze {
+        "/v1/rebalance?unfreeze=true"
+    } else {
+        "/v1/rebalance"
+    };
     api.post(path)?;
-    println!("rebalance requested{}", if unfreeze { " (moves unfrozen)" } else { "" });
+    println!(
+        "rebalance requested{}",
+        if unfreeze { " (moves unfrozen)" } else { "" }
+    );
     Ok(())
 }
 
@@ -65,7 +91,13 @@ mod tests {
             {"id": 0, "epoch": 3, "primary": "n1", "replicas": [{"node": "n2", "in_sync": true}], "health": "ok", "pinned": null},
             {"id": 1, "epoch": 9, "primary": "n3", "replicas": [{"node": "n1", "in_sync": false}], "health": "under_replicated", "pinned": ["n3", "n1"]}]});
         let out = render(&v);
-        assert!(out.contains("    0      3  n1         n2                       ok\n"), "{out}");
-        assert!(out.contains("n1(copying)") && out.contains("under_replicated pinned"), "{out}");
+        assert!(
+            out.contains("    0      3  n1         n2                       ok\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("n1(copying)") && out.contains("under_replicated pinned"),
+            "{out}"
+        );
     }
 }

@@ -7,7 +7,10 @@ pub fn run(api: &Api, as_json: bool) -> anyhow::Result<()> {
     let cluster = api.get("/v1/cluster")?;
     let nodes = api.get("/v1/nodes")?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&json!({"cluster": cluster, "nodes": nodes["nodes"]}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"cluster": cluster, "nodes": nodes["nodes"]}))?
+        );
         return Ok(());
     }
     print!("{}", render(&cluster, &nodes));
@@ -32,7 +35,11 @@ fn render(cluster: &Value, nodes: &Value) -> String {
         cluster["nodes"],
         by_state,
         cluster["uptime_seconds"].as_f64().unwrap_or(0.0),
-        if cluster["moves_frozen"] == true { " · MOVES FROZEN" } else { "" },
+        if cluster["moves_frozen"] == true {
+            " · MOVES FROZEN"
+        } else {
+            ""
+        },
     );
     out.push_str(&format!(
         "{:<12} {:<10} {:>7} {:>6}  {}\n",
@@ -67,8 +74,17 @@ mod tests {
             {"id": "n1", "state": "healthy", "heartbeat_age_seconds": 0.42, "phi": 0.1, "reason": "all checks pass"},
             {"id": "n2", "state": "unhealthy", "heartbeat_age_seconds": null, "phi": 9.1, "reason": "no heartbeat for 3.2s (phi 9.1)"}]});
         let out = render(&cluster, &nodes);
-        assert!(out.starts_with("cluster abc yellow · 2 nodes (1 healthy, 1 unhealthy)"), "{out}");
-        assert!(out.contains("n1           healthy       0.4s    0.1  all checks pass"), "{out}");
-        assert!(out.contains("n2           unhealthy        -    9.1  no heartbeat for 3.2s"), "{out}");
+        assert!(
+            out.starts_with("cluster abc yellow · 2 nodes (1 healthy, 1 unhealthy)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("n1           healthy       0.4s    0.1  all checks pass"),
+            "{out}"
+        );
+        assert!(
+            out.contains("n2           unhealthy        -    9.1  no heartbeat for 3.2s"),
+            "{out}"
+        );
     }
 }

@@ -16,7 +16,12 @@ use torua_protocol::ErrorCode;
 pub async fn key_route(cluster: &Cluster, req: Request<Incoming>, raw: &str) -> Resp {
     let key = match percent_decode_str(raw).decode_utf8() {
         Ok(k) => k.into_owned(),
-        Err(_) => return error(ErrorCode::Malformed, "key is not valid UTF-8 after percent-decoding"),
+        Err(_) => {
+            return error(
+                ErrorCode::Malformed,
+                "key is not valid UTF-8 after percent-decoding",
+            )
+        }
     };
     let result = match *req.method() {
         Method::GET => match cluster.data_get(&key).await {
@@ -55,7 +60,11 @@ pub async fn list(cluster: &Cluster, req: &Request<Incoming>) -> Resp {
         .unwrap_or("")
         .split('&')
         .find_map(|p| p.strip_prefix("prefix="))
-        .map(|p| percent_decode_str(&p.replace('+', " ")).decode_utf8_lossy().into_owned())
+        .map(|p| {
+            percent_decode_str(&p.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .unwrap_or_default();
     match cluster.data_list(&prefix).await {
         Ok(keys) => ok(&json!({ "prefix": prefix, "keys": keys })),

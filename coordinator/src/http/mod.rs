@@ -53,24 +53,30 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let cluster = cluster.clone();
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .keep_alive(true)
-            .serve_connection(
-                TokioIo::new(stream),
-                service_fn(move |req| {
-                    let cluster = cluster.clone();
-                    async move { Ok::<_, std::convert::Infallible>(routes::handle(cluster, req).await) }
-                }),
-            );
+        let conn =
+            http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .keep_alive(true)
+                .serve_connection(
+                    TokioIo::new(stream),
+                    service_fn(move |req| {
+                        let cluster = cluster.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(routes::handle(cluster, req).await)
+                        }
+                    }),
+                );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
             drop(permit);
         });
     }
-    if tokio::time::timeout(DRAIN_GRACE, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after {DRAIN_GRACE:?}; closing them");
     }
 }

@@ -35,7 +35,10 @@ pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Byte
 }
 
 pub fn method_not_allowed(allowed: &'static str) -> Resp {
-    let mut r = error(ErrorCode::NotFound, format!("method not allowed; use {allowed}"));
+    let mut r = error(
+        ErrorCode::NotFound,
+        format!("method not allowed; use {allowed}"),
+    );
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     r.headers_mut()
         .insert(header::ALLOW, header::HeaderValue::from_static(allowed));

@@ -14,7 +14,10 @@ use torua_protocol::{ErrorCode, MAX_BODY_BYTES};
 
 pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
-    if let Some(raw) = path.strip_prefix("/v1/data/").or_else(|| path.strip_prefix("/data/")) {
+    if let Some(raw) = path
+        .strip_prefix("/v1/data/")
+        .or_else(|| path.strip_prefix("/data/"))
+    {
         let raw = raw.to_string();
         return super::data::key_route(&cluster, req, &raw).await;
     }
@@ -38,7 +41,12 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
         (["v1", "heartbeat"], _) => method_not_allowed("POST"),
         (["v1", "nodes"], &Method::GET) | (["nodes"], &Method::GET) => {
             let now = Instant::now();
-            let nodes: Vec<_> = cluster.nodes.all().iter().map(|c| node_view(c, now)).collect();
+            let nodes: Vec<_> = cluster
+                .nodes
+                .all()
+                .iter()
+                .map(|c| node_view(c, now))
+                .collect();
             ok(&json!({ "nodes": nodes }))
         }
         (["v1", "nodes", id], &Method::GET) => match cluster.nodes.get(id) {
@@ -46,7 +54,13 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
             None => error(ErrorCode::NotFound, format!("no node {id:?}")),
         },
         (["v1", "nodes", id], &Method::DELETE) => {
-            admin(&cluster, &req, async { cluster.remove_node(id).await.map(|()| json!({"removed": id})) }).await
+            admin(&cluster, &req, async {
+                cluster
+                    .remove_node(id)
+                    .await
+                    .map(|()| json!({"removed": id}))
+            })
+            .await
         }
         (["v1", "nodes", id, action @ ("drain" | "undrain")], &Method::POST) => {
             let drain = *action == "drain";
@@ -58,7 +72,9 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
         }
         (["v1", "cluster"], &Method::GET) => ok(&cluster_view(&cluster, Instant::now())),
         (["v1", "data"], &Method::GET) => super::data::list(&cluster, &req).await,
-        (["v1", "shards"], &Method::GET) | (["shards"], &Method::GET) => super::shards::list(&cluster).await,
+        (["v1", "shards"], &Method::GET) | (["shards"], &Method::GET) => {
+            super::shards::list(&cluster).await
+        }
         (["v1", "shards", id], &Method::GET) => super::shards::get(&cluster, id).await,
         (["v1", "shards", id], &Method::PUT) => {
             if let Some(denied) = check_admin(&cluster, &req) {
@@ -74,13 +90,18 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
             if let Some(denied) = check_admin(&cluster, &req) {
                 return denied;
             }
-            let unfreeze = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "unfreeze=true"));
+            let unfreeze = req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "unfreeze=true"));
             cluster.mover.request_rebalance(unfreeze);
             ok(&json!({ "rebalance": "requested", "unfreeze": unfreeze }))
         }
         (["v1", "moves"], &Method::GET) => {
             let (in_flight, recent) = cluster.mover.moves();
-            ok(&json!({ "frozen": cluster.mover.frozen(), "in_flight": in_flight, "recent": recent }))
+            ok(
+                &json!({ "frozen": cluster.mover.frozen(), "in_flight": in_flight, "recent": recent }),
+            )
         }
         _ => error(ErrorCode::NotFound, format!("no route for {method} {path}")),
     }
@@ -161,7 +182,10 @@ pub(super) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<By
             ErrorCode::TooLarge,
             format!("body exceeds the limit of {limit} bytes"),
         )),
-        Err(e) => Err(error(ErrorCode::Malformed, format!("could not read the body: {e}"))),
+        Err(e) => Err(error(
+            ErrorCode::Malformed,
+            format!("could not read the body: {e}"),
+        )),
     }
 }
 

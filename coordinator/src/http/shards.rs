@@ -20,15 +20,29 @@ fn view(r: &ShardRecord, rf: usize) -> Value {
 
 pub async fn list(cluster: &Cluster) -> Resp {
     let rf = cluster.shards.rf;
-    let shards: Vec<Value> = cluster.shards.snapshot().iter().map(|r| view(r, rf)).collect();
+    let shards: Vec<Value> = cluster
+        .shards
+        .snapshot()
+        .iter()
+        .map(|r| view(r, rf))
+        .collect();
     ok(&json!({ "replication_factor": rf, "shards": shards }))
 }
 
+#[allow(clippy::result_large_err)] // the error is the ready response, built once
 fn parse_id(cluster: &Cluster, id: &str) -> Result<u32, Resp> {
     id.parse::<u32>()
         .ok()
         .filter(|i| cluster.shards.slot(*i).is_some())
-        .ok_or_else(|| error(ErrorCode::NotFound, format!("no shard {id:?} (shards are 0..{})", cluster.shards.slots.len())))
+        .ok_or_else(|| {
+            error(
+                ErrorCode::NotFound,
+                format!(
+                    "no shard {id:?} (shards are 0..{})",
+                    cluster.shards.slots.len()
+                ),
+            )
+        })
 }
 
 pub async fn get(cluster: &Cluster, id: &str) -> Resp {
@@ -55,7 +69,12 @@ pub async fn assign(cluster: &Cluster, id: &str, body: &[u8]) -> Resp {
     };
     let req: Assign = match serde_json::from_slice(body) {
         Ok(a) => a,
-        Err(e) => return error(ErrorCode::Malformed, format!("expected {{\"primary\": \"n1\", \"replicas\": [\"n2\"]}}: {e}")),
+        Err(e) => {
+            return error(
+                ErrorCode::Malformed,
+                format!("expected {{\"primary\": \"n1\", \"replicas\": [\"n2\"]}}: {e}"),
+            )
+        }
     };
     let pin = match req.primary {
         None => None,
@@ -73,11 +92,18 @@ pub async fn assign(cluster: &Cluster, id: &str, body: &[u8]) -> Resp {
         }
     };
     let addrs = cluster.addrs();
-    match cluster.shards.change(id, &addrs, None, |r| r.pinned = pin).await {
+    match cluster
+        .shards
+        .change(id, &addrs, None, |r| r.pinned = pin)
+        .await
+    {
         Ok(_) => {
             cluster.mover.wake();
             ok(&view(&*cluster.shards.read(id).await, cluster.shards.rf))
         }
-        Err(e) => error(ErrorCode::Internal, format!("could not commit the assignment: {e}")),
+        Err(e) => error(
+            ErrorCode::Internal,
+            format!("could not commit the assignment: {e}"),
+        ),
     }
 }

@@ -50,7 +50,8 @@ fn hostile_heartbeats_are_refused_counted_and_change_nothing() {
     assert_eq!(ack["interval_ms"], 1000);
     let before = c.node("probe").unwrap();
 
-    let cases: Vec<(&str, u16, &str, Box<dyn Fn() -> (u16, Value)>)> = vec![
+    type Send<'a> = Box<dyn Fn() -> (u16, Value) + 'a>;
+    let cases: Vec<(&str, u16, &str, Send)> = vec![
         ("replayed", 409, "replay", Box::new(|| post(&c, "probe", "probe", &first))),
         ("older seq", 409, "replay", Box::new(|| post(&c, "probe", "probe", &body("probe", inc, 1, now_ms())))),
         ("old incarnation", 409, "replay", Box::new(|| post(&c, "probe", "probe", &body("probe", inc - 1, 9, now_ms())))),
