@@ -7,4 +7,5 @@ mod failures;
 mod heartbeats;
 mod restart;
 mod shards;
+mod telemetry;
 mod traces;
