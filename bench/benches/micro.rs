@@ -10,17 +10,17 @@ use torua_protocol::{decode_heartbeat, derive_node_key, sign, verify};
 
 const SECRET: &[u8] = b"torua-bench-cluster-secret-0123456789abcdef01234";
 
+/// The SPEC §2 example heartbeat (one check, two metrics).
 fn body() -> Vec<u8> {
-    format!(
-        concat!(
-            r#"{{"v":1,"node_id":"n1","incarnation":1732350000123,"seq":42,"sent_at_ms":1732350042123,"#,
-            r#""interval_ms":1000,"node_addr":"http://127.0.0.1:7401","state":"running","#,
-            r#""liveness":"pass","readiness":"pass","checks":[{{"name":"node-http","kind":"http","#,
-            r#""status":"pass","duration_ms":0.8,"message":"200 OK"}}],"#,
-            r#""metrics":{{"disk_free_bytes":1.2e11,"disk_total_bytes":2.5e11}},"capacity":{{"weight":1.0}}}}"#
-        )
+    concat!(
+        r#"{"v":1,"node_id":"n1","incarnation":1732350000123,"seq":42,"sent_at_ms":1732350042123,"#,
+        r#""interval_ms":1000,"node_addr":"http://127.0.0.1:7401","state":"running","#,
+        r#""liveness":"pass","readiness":"pass","checks":[{"name":"node-http","kind":"http","#,
+        r#""status":"pass","duration_ms":0.8,"message":"200 OK"}],"#,
+        r#""metrics":{"disk_free_bytes":1.2e11,"disk_total_bytes":2.5e11},"capacity":{"weight":1.0}}"#
     )
-    .into_bytes()
+    .as_bytes()
+    .to_vec()
 }
 
 fn signing(c: &mut Criterion) {

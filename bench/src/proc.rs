@@ -6,7 +6,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A workspace binary (`torua-coordinator`, `torua-agent`, `torua-node`) from the same
 /// target directory as this executable: run `cargo build --release` first.
@@ -161,22 +161,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind 127.0.0.1:0")
-}
-
-/// Polls `f` every 20 ms until it returns `Ok`, or fails after `timeout`.
-pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if Instant::now() >= deadline => bail!("timed out waiting for {what}: {e:#}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
 }
 
 pub const MIB: f64 = 1024.0 * 1024.0;

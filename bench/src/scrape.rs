@@ -38,7 +38,11 @@ pub fn run(args: Args) -> Result<()> {
     rt.block_on(run_async(args))
 }
 
-async fn scrape_phase(client: &mut Client, n: usize, pause: Duration) -> Result<(Vec<f64>, usize, usize)> {
+async fn scrape_phase(
+    client: &mut Client,
+    n: usize,
+    pause: Duration,
+) -> Result<(Vec<f64>, usize, usize)> {
     let mut ms = Vec::with_capacity(n);
     let (mut bytes, mut series) = (0, 0);
     for _ in 0..n {
@@ -49,7 +53,11 @@ async fn scrape_phase(client: &mut Client, n: usize, pause: Duration) -> Result<
             bail!("/metrics: {}", r.status);
         }
         bytes = r.body.len();
-        series = r.body.split(|b| *b == b'\n').filter(|l| !l.is_empty() && l[0] != b'#').count();
+        series = r
+            .body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty() && l[0] != b'#')
+            .count();
         tokio::time::sleep(pause).await;
     }
     Ok((ms, bytes, series))
@@ -61,7 +69,12 @@ async fn run_async(args: Args) -> Result<()> {
     let conns = load::fleet(SECRET, args.nodes, 64, coord.addr);
     let (conns, reg, _) = load::register(conns, 1000).await;
     if reg.accepted as usize != args.nodes {
-        bail!("registration: {} of {} accepted ({:?})", reg.accepted, args.nodes, reg.rejected);
+        bail!(
+            "registration: {} of {} accepted ({:?})",
+            reg.accepted,
+            args.nodes,
+            reg.rejected
+        );
     }
     let mut client = Client::new(coord.addr);
     let pause = Duration::from_millis(args.pause_ms);
@@ -71,7 +84,12 @@ async fn run_async(args: Args) -> Result<()> {
     if !args.idle_only {
         // Every node at 1 Hz while we scrape.
         let secs = (args.scrapes as f64 * (pause.as_secs_f64() + 0.2)).max(2.0) + 1.0;
-        let load = tokio::spawn(load::run_rate(conns, args.nodes as f64, Duration::from_secs_f64(secs), 1000));
+        let load = tokio::spawn(load::run_rate(
+            conns,
+            args.nodes as f64,
+            Duration::from_secs_f64(secs),
+            1000,
+        ));
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (ms, bytes, series) = scrape_phase(&mut client, args.scrapes, pause).await?;
         let (_, t, wall) = load.await?;
@@ -105,7 +123,9 @@ async fn run_async(args: Args) -> Result<()> {
     }
     report::table(
         "coordinator /metrics",
-        &["phase", "nodes", "scrapes", "p50 ms", "p90 ms", "max ms", "size MiB", "series"],
+        &[
+            "phase", "nodes", "scrapes", "p50 ms", "p90 ms", "max ms", "size MiB", "series",
+        ],
         &rows,
     );
     report::write_json(
