@@ -35,8 +35,8 @@ fn render(v: &Value) -> String {
         let pin = if s["pinned"].is_null() { "" } else { " pinned" };
         out.push_str(&format!(
             "{:>5} {:>6}  {:<10} {:<24} {}{pin}\n",
-            s["id"],
-            s["epoch"],
+            s["id"].as_u64().unwrap_or(0),
+            s["epoch"].as_u64().unwrap_or(0),
             s["primary"].as_str().unwrap_or("-"),
             replicas.join(","),
             s["health"].as_str().unwrap_or("?"),
