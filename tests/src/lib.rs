@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod http;
 pub mod otlp;
 pub mod proc;
+pub mod promstack;
 pub mod tools;
 
 use std::time::{Duration, Instant};

@@ -75,6 +75,21 @@ impl Proc {
         }
     }
 
+    /// Starts an external program (not a workspace binary, e.g. Prometheus) the same
+    /// way: output to `<dir>/<name>.log`, killed on drop.
+    pub fn start_exe(name: &str, exe: &Path, args: &[String], dir: &Path) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let child = spawn(exe, args, &[], &log);
+        Proc {
+            name: name.into(),
+            log,
+            child,
+            exe: exe.to_path_buf(),
+            args: args.to_vec(),
+            env: Vec::new(),
+        }
+    }
+
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
     }

@@ -20,7 +20,7 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn read(rel: &str) -> String {
+pub(crate) fn read(rel: &str) -> String {
     let path = repo_root().join(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
@@ -89,7 +89,7 @@ const KNOWN_METRICS: &[&str] = &[
 ];
 
 /// Every `torua_[a-z0-9_]+` token in `text` (not part of a longer identifier).
-fn torua_metric_tokens(text: &str) -> BTreeSet<String> {
+pub(crate) fn torua_metric_tokens(text: &str) -> BTreeSet<String> {
     let bytes = text.as_bytes();
     let mut found = BTreeSet::new();
     let mut from = 0;
@@ -121,19 +121,19 @@ fn is_known_metric(name: &str) -> bool {
         })
 }
 
-const DASHBOARDS: &[&str] = &[
+pub(crate) const DASHBOARDS: &[&str] = &[
     "dashboards/cluster-overview.json",
     "dashboards/node-detail.json",
 ];
 
 /// A dashboard query as it appears, with the panel it came from.
-struct Query {
-    where_: String,
-    expr: String,
+pub(crate) struct Query {
+    pub(crate) where_: String,
+    pub(crate) expr: String,
 }
 
 /// Parses a dashboard and checks its structure; returns its panel queries.
-fn dashboard_queries(rel: &str) -> (Value, Vec<Query>) {
+pub(crate) fn dashboard_queries(rel: &str) -> (Value, Vec<Query>) {
     let dash: Value = serde_json::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     for key in ["title", "uid"] {
         let v = dash[key].as_str().unwrap_or_default();
