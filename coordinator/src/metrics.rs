@@ -29,6 +29,11 @@ pub struct Metrics {
     pub moves_in_flight: IntGauge,
     moves: IntCounterVec,
     move_seconds: Histogram,
+    /// Error answers of the HTTP API, by route class and error code.
+    pub http_errors: IntCounterVec,
+    /// Connections the server closed on its own, by reason.
+    pub connections_closed: IntCounterVec,
+    pub connections_open: IntGauge,
 }
 
 impl Metrics {
@@ -110,6 +115,28 @@ impl Metrics {
             ]),
         )
         .unwrap();
+        let http_errors = IntCounterVec::new(
+            Opts::new(
+                "torua_http_errors_total",
+                "Error answers of the HTTP API, by route (heartbeat, data, admin, api) and error code.",
+            ),
+            &["route", "code"],
+        )
+        .unwrap();
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "torua_http_connections_closed_total",
+                "Connections the server closed itself: header_timeout (headers not received in time, \
+                 idle keep-alive included), evicted (idle, to make room at max_connections), error.",
+            ),
+            &["reason"],
+        )
+        .unwrap();
+        for r in ["header_timeout", "evicted", "error"] {
+            connections_closed.with_label_values(&[r]);
+        }
+        let connections_open =
+            IntGauge::new("torua_http_connections_open", "Open HTTP connections.").unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new("torua_build_info", "Build of this coordinator (always 1)."),
             &["version"],
@@ -132,6 +159,13 @@ impl Metrics {
             .unwrap();
         registry.register(Box::new(moves.clone())).unwrap();
         registry.register(Box::new(move_seconds.clone())).unwrap();
+        registry.register(Box::new(http_errors.clone())).unwrap();
+        registry
+            .register(Box::new(connections_closed.clone()))
+            .unwrap();
+        registry
+            .register(Box::new(connections_open.clone()))
+            .unwrap();
         registry
             .register(Box::new(
                 prometheus::process_collector::ProcessCollector::for_self(),
@@ -148,6 +182,9 @@ impl Metrics {
             moves_in_flight,
             moves,
             move_seconds,
+            http_errors,
+            connections_closed,
+            connections_open,
         }
     }
 

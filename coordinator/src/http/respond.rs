@@ -23,7 +23,10 @@ pub fn ok<T: Serialize>(value: &T) -> Resp {
 
 pub fn error(code: ErrorCode, message: impl Into<String>) -> Resp {
     let status = StatusCode::from_u16(code.http_status()).expect("codes map to valid statuses");
-    json(status, &ErrorBody::new(code, message))
+    let mut r = json(status, &ErrorBody::new(code, message));
+    // The code rides along so the router can count the refusal without re-parsing.
+    r.extensions_mut().insert(code);
+    r
 }
 
 pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {

@@ -12,14 +12,46 @@ use std::sync::Arc;
 use std::time::Instant;
 use torua_protocol::{ErrorCode, MAX_BODY_BYTES};
 
+/// Routes one request and counts every error answer by route class and code, so
+/// each refusal of hostile input is visible in `/metrics`.
 pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
+    let class = route_class(req.method(), req.uri().path());
+    let resp = route(&cluster, req).await;
+    if let Some(code) = resp.extensions().get::<ErrorCode>() {
+        cluster
+            .metrics
+            .http_errors
+            .with_label_values(&[class, code.as_str()])
+            .inc();
+    }
+    resp
+}
+
+/// A bounded label for a request: never the raw path, which a client controls.
+fn route_class(method: &Method, path: &str) -> &'static str {
+    if path == "/v1/heartbeat" {
+        "heartbeat"
+    } else if path.starts_with("/v1/data") || path.starts_with("/data/") {
+        "data"
+    } else if method != Method::GET
+        && (path.starts_with("/v1/nodes/")
+            || path.starts_with("/v1/shards/")
+            || path == "/v1/rebalance")
+    {
+        "admin"
+    } else {
+        "api"
+    }
+}
+
+async fn route(cluster: &Cluster, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
     if let Some(raw) = path
         .strip_prefix("/v1/data/")
         .or_else(|| path.strip_prefix("/data/"))
     {
         let raw = raw.to_string();
-        return super::data::key_route(&cluster, req, &raw).await;
+        return super::data::key_route(cluster, req, &raw).await;
     }
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
@@ -37,7 +69,7 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
                 .metrics
                 .render(&cluster.nodes, &cluster.shards.stats(), Instant::now()),
         ),
-        (["v1", "heartbeat"], &Method::POST) => heartbeat(&cluster, req).await,
+        (["v1", "heartbeat"], &Method::POST) => heartbeat(cluster, req).await,
         (["v1", "heartbeat"], _) => method_not_allowed("POST"),
         (["v1", "nodes"], &Method::GET) | (["nodes"], &Method::GET) => {
             let now = Instant::now();
@@ -54,7 +86,7 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
             None => error(ErrorCode::NotFound, format!("no node {id:?}")),
         },
         (["v1", "nodes", id], &Method::DELETE) => {
-            admin(&cluster, &req, async {
+            admin(cluster, &req, async {
                 cluster
                     .remove_node(id)
                     .await
@@ -64,30 +96,30 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
         }
         (["v1", "nodes", id, action @ ("drain" | "undrain")], &Method::POST) => {
             let drain = *action == "drain";
-            admin(&cluster, &req, async {
+            admin(cluster, &req, async {
                 let state = cluster.set_drain(id, drain).await?;
                 Ok(json!({ "node": id, "state": state }))
             })
             .await
         }
-        (["v1", "cluster"], &Method::GET) => ok(&cluster_view(&cluster, Instant::now())),
-        (["v1", "data"], &Method::GET) => super::data::list(&cluster, &req).await,
+        (["v1", "cluster"], &Method::GET) => ok(&cluster_view(cluster, Instant::now())),
+        (["v1", "data"], &Method::GET) => super::data::list(cluster, &req).await,
         (["v1", "shards"], &Method::GET) | (["shards"], &Method::GET) => {
-            super::shards::list(&cluster).await
+            super::shards::list(cluster).await
         }
-        (["v1", "shards", id], &Method::GET) => super::shards::get(&cluster, id).await,
+        (["v1", "shards", id], &Method::GET) => super::shards::get(cluster, id).await,
         (["v1", "shards", id], &Method::PUT) => {
-            if let Some(denied) = check_admin(&cluster, &req) {
+            if let Some(denied) = check_admin(cluster, &req) {
                 return denied;
             }
             let id = id.to_string();
             match read_body(req, 64 * 1024).await {
-                Ok(body) => super::shards::assign(&cluster, &id, &body).await,
+                Ok(body) => super::shards::assign(cluster, &id, &body).await,
                 Err(resp) => resp,
             }
         }
         (["v1", "rebalance"], &Method::POST) => {
-            if let Some(denied) = check_admin(&cluster, &req) {
+            if let Some(denied) = check_admin(cluster, &req) {
                 return denied;
             }
             let unfreeze = req
@@ -125,8 +157,14 @@ async fn heartbeat(cluster: &Cluster, req: Request<Incoming>) -> Resp {
         let body = match read_body(req, MAX_BODY_BYTES).await {
             Ok(b) => b,
             Err(resp) => {
-                cluster.metrics.heartbeat_rejected(ErrorCode::TooLarge);
-                tracing::Span::current().record("result", ErrorCode::TooLarge.as_str());
+                // too_large, or malformed for a body cut short (truncated upload).
+                let code = resp
+                    .extensions()
+                    .get::<ErrorCode>()
+                    .copied()
+                    .unwrap_or(ErrorCode::Malformed);
+                cluster.metrics.heartbeat_rejected(code);
+                tracing::Span::current().record("result", code.as_str());
                 return resp;
             }
         };

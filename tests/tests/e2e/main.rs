@@ -5,6 +5,7 @@ mod assets;
 mod cli;
 mod failures;
 mod heartbeats;
+mod hostile;
 mod prometheus;
 mod restart;
 mod shards;
