@@ -48,7 +48,7 @@ pub async fn run(
             _ = &mut shutdown => return,
             cell = rx.recv() => match cell {
                 Some(cell) => {
-                    if let Some(at) = evaluate(&cluster, &cell) {
+                    if let Some(at) = evaluate(&cluster, &cell, Duration::ZERO) {
                         heap.push(Reverse(Entry { at, cell }));
                     }
                 }
@@ -58,7 +58,8 @@ pub async fn run(
                 let now = Instant::now();
                 while heap.peek().is_some_and(|Reverse(e)| e.at <= now) {
                     let Reverse(e) = heap.pop().expect("peeked");
-                    if let Some(at) = evaluate(&cluster, &e.cell) {
+                    let lag = now.saturating_duration_since(e.at);
+                    if let Some(at) = evaluate(&cluster, &e.cell, lag) {
                         heap.push(Reverse(Entry { at, cell: e.cell }));
                     }
                 }
@@ -74,9 +75,14 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// A timer firing this much later than scheduled means the coordinator itself was
+/// not running (SIGSTOP, a VM pause, swap): the silence it sees is its own.
+const STALL: Duration = Duration::from_millis(250);
+
 /// Applies the detector's current view to the node; returns when to look again, or
-/// None when nothing can change before the next heartbeat.
-fn evaluate(cluster: &Cluster, cell: &NodeCell) -> Option<Instant> {
+/// None when nothing can change before the next heartbeat. `lag` is how late this
+/// timer fired.
+fn evaluate(cluster: &Cluster, cell: &NodeCell, lag: Duration) -> Option<Instant> {
     let now_std = std::time::Instant::now();
     let now = Instant::now();
     let mut n = cell.lock();
@@ -89,6 +95,17 @@ fn evaluate(cluster: &Cluster, cell: &NodeCell) -> Option<Instant> {
         return None;
     }
     let elapsed_ms = now_std.saturating_duration_since(last).as_secs_f64() * 1000.0;
+    if lag > STALL {
+        // Heartbeats sent while we were stalled are still waiting in socket buffers:
+        // give them as long as we were away (at least one interval) to be read before
+        // judging anyone, instead of convicting every node at once.
+        let grace = lag.max(Duration::from_millis(n.interval_ms));
+        tracing::debug!(
+            "node {}: timer fired {lag:?} late; re-checking in {grace:?}",
+            cell.id
+        );
+        return Some(now + grace);
+    }
     let phi = det.phi(elapsed_ms);
     let policy = cluster.policy;
     n.health.on_tick(&policy, elapsed_ms, phi);

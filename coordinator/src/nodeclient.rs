@@ -168,6 +168,35 @@ impl NodeClient {
         .map(drop)
     }
 
+    /// The shards a node actually holds, with their epochs.
+    pub async fn held_shards(
+        &self,
+        addr: &str,
+    ) -> Result<std::collections::HashMap<u32, u64>, CallError> {
+        let body = self
+            .expect_ok(
+                Method::GET,
+                addr,
+                "/v1/shards",
+                &[],
+                Bytes::new(),
+                CONTROL_TIMEOUT,
+            )
+            .await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| CallError::Status {
+                addr: addr.into(),
+                status: 200,
+                message: format!("bad shard list: {e}"),
+            })?;
+        Ok(v["shards"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| Some((s["id"].as_u64()? as u32, s["epoch"].as_u64()?)))
+            .collect())
+    }
+
     /// Has `addr` copy `shard` from `from` (snapshot stream; live writes keep arriving).
     pub async fn pull(
         &self,

@@ -103,15 +103,73 @@ struct NodeInfo {
     draining: bool,
 }
 
-/// Runs passes until `shutdown`: on every wake-up and at least once a second.
+/// How often each live node's actual shards are compared with the map.
+const AUDIT_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs passes until `shutdown`: on every wake-up and at least twice a second, with
+/// an assignment audit every [`AUDIT_EVERY`].
 pub async fn run(cluster: Arc<Cluster>, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let mut last_audit = Instant::now();
     loop {
         pass(&cluster).await;
+        if last_audit.elapsed() >= AUDIT_EVERY {
+            audit(&cluster).await;
+            last_audit = Instant::now();
+        }
         tokio::select! {
             _ = &mut shutdown => return,
             _ = cluster.mover.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Evicts in-sync holders that no longer hold their shard at its epoch — a storage
+/// node restarted without its data looks healthy, but its copies are gone. Without
+/// this, the map would count copies that exist only on paper until a request failed.
+pub async fn audit(cluster: &Arc<Cluster>) {
+    if cluster.mover.frozen() {
+        return;
+    }
+    let addrs = cluster.addrs();
+    let records = cluster.shards.snapshot();
+    for cell in cluster.nodes.all() {
+        let serving = matches!(
+            cell.lock().health.base,
+            NodeState::Healthy | NodeState::Degraded
+        );
+        let Some(addr) = addrs.get(cell.id.as_ref()).filter(|_| serving) else {
+            continue;
+        };
+        let node: &str = &cell.id;
+        let Ok(held) = cluster.shards.client.held_shards(addr).await else {
+            continue;
+        };
+        for rec in &records {
+            let in_sync = rec.in_sync().any(|n| n == node);
+            // A newer epoch on the node means a change is being published right now.
+            if !in_sync || held.get(&rec.id).is_some_and(|e| *e >= rec.epoch) {
+                continue;
+            }
+            let epoch = rec.epoch;
+            let r = cluster
+                .shards
+                .change(rec.id, &addrs, None, |r| {
+                    if r.epoch == epoch {
+                        r.remove(node, &[]);
+                    }
+                })
+                .await;
+            if let Ok(Some(r)) = r {
+                tracing::warn!(
+                    "shard {}: {node} no longer holds it at epoch {epoch} (has {:?}); evicted (epoch {})",
+                    rec.id,
+                    held.get(&rec.id),
+                    r.epoch
+                );
+                cluster.mover.wake();
+            }
         }
     }
 }

@@ -136,6 +136,9 @@ impl ShardSet {
             return Ok(None);
         }
         next.epoch = guard.epoch + 1;
+        // A shard's first holders create it on their nodes; later pushes must find it
+        // there (a node that lost its data then refuses, and is evicted).
+        let create_all = !guard.assigned;
         next.assigned |= next.primary.is_some();
         let (store, client) = (self.store.clone(), self.client.clone());
         let (addrs, reset) = (addrs.clone(), reset.map(str::to_owned));
@@ -146,7 +149,7 @@ impl ShardSet {
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
-            let failed = push(&client, &next, &addrs, reset.as_deref()).await;
+            let failed = push(&client, &next, &addrs, reset.as_deref(), create_all).await;
             *slot.view.lock().unwrap_or_else(|p| p.into_inner()) = next.clone();
             *guard = next.clone();
             Ok(Some((next, failed)))
@@ -195,11 +198,12 @@ async fn push(
     rec: &ShardRecord,
     addrs: &Addrs,
     reset: Option<&str>,
+    reset_all: bool,
 ) -> Vec<String> {
     let calls = rec.write_set().map(|(node, _)| {
         let addr = addrs.get(node).cloned();
         let role = rec.role_of(node).unwrap_or("replica");
-        let reset = reset == Some(node);
+        let reset = reset_all || reset == Some(node);
         let client = client.clone();
         let (id, epoch, node) = (rec.id, rec.epoch, node.to_string());
         async move {

@@ -309,6 +309,12 @@ impl Store {
             let info = cell.lock().expect("lock").info(id);
             return Ok(info);
         }
+        // Only an assignment with `reset` may create a shard. A node that lost its
+        // data (restarted without --data-dir) must refuse a routine assignment push,
+        // or an empty copy would pass for an in-sync one under the current epoch.
+        if !reset {
+            return Err(Fence::NotHeld(id).into());
+        }
         let log = match &self.persist {
             Some(p) => {
                 // A leftover log (its assignment lost) must not leak into a new shard.
@@ -511,7 +517,7 @@ mod tests {
         ];
         let state = |order: &[usize]| {
             let s = Store::in_memory();
-            s.assign(1, 1, Role::Primary, false).unwrap();
+            s.assign(1, 1, Role::Primary, true).unwrap();
             for &i in order {
                 s.write(1, 1, vec![writes[i].clone()]).unwrap();
             }
@@ -535,7 +541,7 @@ mod tests {
     #[test]
     fn batch_with_duplicate_keys_keeps_highest() {
         let s = Store::in_memory();
-        s.assign(1, 1, Role::Primary, false).unwrap();
+        s.assign(1, 1, Role::Primary, true).unwrap();
         let n = s
             .write(
                 1,
@@ -554,7 +560,7 @@ mod tests {
     #[test]
     fn fencing_table() {
         let s = Store::in_memory();
-        s.assign(1, 5, Role::Replica, false).unwrap();
+        s.assign(1, 5, Role::Replica, true).unwrap();
         let cases: &[(u32, u64, Result<(), Fence>)] = &[
             (1, 5, Ok(())),
             (2, 5, Err(Fence::NotHeld(2))),
@@ -604,7 +610,12 @@ mod tests {
     #[test]
     fn assignment_epochs_reset_and_drop() {
         let s = Store::in_memory();
-        s.assign(1, 2, Role::Primary, false).unwrap();
+        // Only `reset` creates a shard: a node that lost its data refuses a push.
+        assert!(matches!(
+            s.assign(1, 2, Role::Primary, false),
+            Err(StoreError::Fence(Fence::NotHeld(1)))
+        ));
+        s.assign(1, 2, Role::Primary, true).unwrap();
         s.write(1, 2, vec![rec("k", 1, Some("v"))]).unwrap();
         assert!(matches!(
             s.assign(1, 1, Role::Primary, false),
@@ -638,8 +649,8 @@ mod tests {
         };
         {
             let s = open();
-            s.assign(1, 1, Role::Primary, false).unwrap();
-            s.assign(2, 1, Role::Replica, false).unwrap();
+            s.assign(1, 1, Role::Primary, true).unwrap();
+            s.assign(2, 1, Role::Replica, true).unwrap();
             s.write(1, 1, vec![rec("a", 1, Some("old")), rec("b", 1, Some("b"))])
                 .unwrap();
             s.write(1, 1, vec![rec("a", 2, Some("new")), rec("b", 2, None)])

@@ -209,11 +209,11 @@ async fn pull_converges_with_concurrent_writes() {
     let a = start("a", None).await;
     let b = start("b", None).await;
     assert_eq!(
-        a.assign(1, 1, "primary", false).await.status,
+        a.assign(1, 1, "primary", true).await.status,
         StatusCode::OK
     );
     assert_eq!(
-        b.assign(1, 1, "replica", false).await.status,
+        b.assign(1, 1, "replica", true).await.status,
         StatusCode::OK
     );
     // B's leftover data from an earlier life must not survive the reset.
@@ -357,12 +357,12 @@ async fn api_contract() {
         serde_json::json!({"status":"ok","node_id":"n1","shards":0})
     );
 
-    let r = n.assign(3, 7, "primary", false).await;
+    let r = n.assign(3, 7, "primary", true).await;
     assert_eq!(
         r.json(),
         serde_json::json!({"id":3,"epoch":7,"role":"primary","keys":0,"bytes":0})
     );
-    n.assign(1, 1, "replica", false).await;
+    n.assign(1, 1, "replica", true).await;
     let list = n
         .call(Method::GET, "/v1/shards", &[], Bytes::new())
         .await
@@ -778,7 +778,7 @@ async fn pull_reports_failed_and_truncated_sources() {
 async fn durable_node_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let n = start("n1", Some(dir.path().to_owned())).await;
-    n.assign(2, 3, "primary", false).await;
+    n.assign(2, 3, "primary", true).await;
     n.put("a/1", 2, 3, 1, "one").await;
     n.put("a/2", 2, 3, 2, "two").await;
     n.del("a/2", 2, 3, 3).await;

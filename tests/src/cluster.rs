@@ -51,7 +51,10 @@ impl TestCluster {
 
     /// Like [`TestCluster::start`], with extra environment variables per process.
     pub fn start_with_env(opts: Options, env: ProcEnv) -> TestCluster {
-        let dir = tempfile::Builder::new().prefix("torua-e2e-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("torua-e2e-")
+            .tempdir()
+            .unwrap();
         let secret_file = dir.path().join("cluster-secret");
         std::fs::write(&secret_file, SECRET).unwrap();
         std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -93,13 +96,15 @@ impl TestCluster {
     }
 
     pub fn wait_ready(&self) {
-        poll_until(Duration::from_secs(20), "coordinator /readyz", || {
-            match http::get(&format!("{}/readyz", self.url)) {
+        poll_until(
+            Duration::from_secs(20),
+            "coordinator /readyz",
+            || match http::get(&format!("{}/readyz", self.url)) {
                 Ok(r) if r.status == 200 => Ok(()),
                 Ok(r) => Err(format!("status {}", r.status)),
                 Err(e) => Err(format!("{e}; log:\n{}", self.coord.log_text())),
-            }
-        });
+            },
+        );
     }
 
     /// Starts a storage node and its agent (the agent derives its key from the secret).
@@ -131,7 +136,8 @@ impl TestCluster {
         self.nodes.push(node);
         self.agents.push(agent);
         self.node_urls.push(node_url);
-        self.agent_urls.push(format!("http://127.0.0.1:{agent_port}"));
+        self.agent_urls
+            .push(format!("http://127.0.0.1:{agent_port}"));
     }
 
     pub fn agent_args(&self, id: &str, node_url: &str, port: u16, interval: &str) -> Vec<String> {
@@ -233,7 +239,10 @@ impl TestCluster {
 
     pub fn shards_json(&self) -> Result<Vec<Value>, String> {
         let r = http::get(&format!("{}/v1/shards", self.url))?;
-        r.json()["shards"].as_array().cloned().ok_or_else(|| r.text())
+        r.json()["shards"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| r.text())
     }
 
     /// Waits until the cluster is green with no move in flight.
@@ -260,4 +269,37 @@ pub fn encode_key(key: &str) -> String {
         }
     }
     out
+}
+
+impl TestCluster {
+    /// Every shard has a primary and rf-1 in-sync replicas on distinct known nodes.
+    pub fn check_consistent_map(&self, rf: usize) -> Result<(), String> {
+        let known: Vec<String> = self
+            .nodes_json()?
+            .iter()
+            .filter_map(|n| n["id"].as_str().map(str::to_owned))
+            .collect();
+        for s in self.shards_json()? {
+            let mut holders = vec![s["primary"]
+                .as_str()
+                .ok_or_else(|| format!("no primary: {s}"))?
+                .to_string()];
+            for r in s["replicas"].as_array().into_iter().flatten() {
+                if r["in_sync"] != true {
+                    return Err(format!("copy in progress: {s}"));
+                }
+                holders.push(r["node"].as_str().unwrap_or("?").to_string());
+            }
+            let mut distinct = holders.clone();
+            distinct.sort();
+            distinct.dedup();
+            if holders.len() != rf
+                || distinct.len() != rf
+                || !holders.iter().all(|h| known.contains(h))
+            {
+                return Err(format!("want {rf} distinct known holders: {s}"));
+            }
+        }
+        Ok(())
+    }
 }

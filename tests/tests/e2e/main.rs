@@ -2,6 +2,7 @@
 //! every integration-test file links its own (slow on 2 cores).
 
 mod assets;
+mod chaos;
 mod cli;
 mod failures;
 mod heartbeats;
