@@ -163,6 +163,9 @@ impl Cluster {
             .await
             .map_err(AdminError::Store)?;
         let now = Instant::now();
+        // Shard counts decide draining vs drained: take them from the published map,
+        // not from the last reconciler pass.
+        crate::reconcile::update_stats(self);
         let state = {
             let mut n = cell.lock();
             if let Some(old) = n.refresh_state(now) {

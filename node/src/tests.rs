@@ -208,14 +208,8 @@ fn key(i: u64) -> String {
 async fn pull_converges_with_concurrent_writes() {
     let a = start("a", None).await;
     let b = start("b", None).await;
-    assert_eq!(
-        a.assign(1, 1, "primary", true).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        b.assign(1, 1, "replica", true).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(a.assign(1, 1, "primary", true).await.status, StatusCode::OK);
+    assert_eq!(b.assign(1, 1, "replica", true).await.status, StatusCode::OK);
     // B's leftover data from an earlier life must not survive the reset.
     assert_eq!(
         b.put("stale", 1, 1, 1_000_000, "old").await.status,

@@ -28,17 +28,32 @@ fn agent() -> ureq::Agent {
 pub fn get(url: &str) -> Result<Reply, String> {
     let mut r = agent().get(url).call().map_err(|e| e.to_string())?;
     let status = r.status().as_u16();
-    let body = r.body_mut().with_config().limit(64 << 20).read_to_vec().map_err(|e| e.to_string())?;
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
     Ok(Reply { status, body })
 }
 
-pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Reply, String> {
+pub fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Reply, String> {
     let req = ureq::http::Request::builder().method(method).uri(url);
     let req = headers.iter().fold(req, |r, (k, v)| r.header(*k, *v));
     let req = req.body(body.to_vec()).map_err(|e| e.to_string())?;
     let mut r = agent().run(req).map_err(|e| e.to_string())?;
     let status = r.status().as_u16();
-    let body = r.body_mut().with_config().limit(64 << 20).read_to_vec().map_err(|e| e.to_string())?;
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
     Ok(Reply { status, body })
 }
 

@@ -185,7 +185,7 @@ fn chaos_soak_loses_no_acknowledged_write() {
         });
 
         let end = Instant::now() + Duration::from_secs(secs);
-        let result = (|| -> Result<(), String> {
+        let inject = || -> Result<(), String> {
             while Instant::now() < end {
                 let victim = rng.usize(0..3); // n1..n3
                 let id = format!("n{}", victim + 1);
@@ -254,7 +254,8 @@ fn chaos_soak_loses_no_acknowledged_write() {
                 ));
             }
             Ok(())
-        })();
+        };
+        let result = inject();
         stop.store(true, Ordering::Relaxed);
         let client = client
             .join()

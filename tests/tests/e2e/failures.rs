@@ -15,9 +15,14 @@ fn three_nodes_become_healthy() {
     for n in c.nodes_json().unwrap() {
         assert_eq!(n["status"], "healthy", "Torua-compatible status: {n}");
         assert_eq!(n["checks"][0]["name"], "node-http", "{n}");
-        assert!(n["addr"].as_str().unwrap().starts_with("http://127.0.0.1:"), "{n}");
+        assert!(
+            n["addr"].as_str().unwrap().starts_with("http://127.0.0.1:"),
+            "{n}"
+        );
     }
-    let torua = torua_tests::http::get(&format!("{}/nodes", c.url)).unwrap().json();
+    let torua = torua_tests::http::get(&format!("{}/nodes", c.url))
+        .unwrap()
+        .json();
     assert_eq!(torua["nodes"].as_array().unwrap().len(), 3);
 }
 
@@ -58,7 +63,11 @@ fn stopped_agent_is_unhealthy_for_missing_heartbeats_then_recovers() {
     let n = torua_tests::poll_until(SOON, "n1 recovering", || {
         let n = c.node("n1")?;
         let reason = n["reason"].as_str().unwrap_or("").to_string();
-        if reason.starts_with("recovering: ") { Ok(n) } else { Err(n.to_string()) }
+        if reason.starts_with("recovering: ") {
+            Ok(n)
+        } else {
+            Err(n.to_string())
+        }
     });
     assert_eq!(n["state"], "unhealthy", "{n}");
     c.wait_state("n1", "healthy", SOON);
@@ -66,7 +75,10 @@ fn stopped_agent_is_unhealthy_for_missing_heartbeats_then_recovers() {
 
 #[test]
 fn agent_sigterm_drains_its_node() {
-    let mut c = TestCluster::start(Options { nodes: 1, ..Default::default() });
+    let mut c = TestCluster::start(Options {
+        nodes: 1,
+        ..Default::default()
+    });
     c.wait_all("healthy", Duration::from_secs(20));
     c.agents[0].signal(Signal::SIGTERM);
     let status = c.agents[0].wait_exit(SOON).expect("agent exits on SIGTERM");
@@ -84,7 +96,11 @@ fn agent_sigterm_drains_its_node() {
     // Silence after announcing `leaving` is expected, not a failure.
     let later = torua_tests::poll_until(SOON, "heartbeat age past the timeout", || {
         let n = c.node("n1")?;
-        if n["heartbeat_age_seconds"].as_f64().unwrap_or(0.0) > 6.0 { Ok(n) } else { Err(n.to_string()) }
+        if n["heartbeat_age_seconds"].as_f64().unwrap_or(0.0) > 6.0 {
+            Ok(n)
+        } else {
+            Err(n.to_string())
+        }
     });
     assert_ne!(later["state"], "unhealthy", "{later}");
 }

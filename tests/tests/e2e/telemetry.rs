@@ -16,16 +16,29 @@ const SOON: Duration = Duration::from_secs(20);
 
 /// SPEC §7: names the coordinator must export.
 const COORDINATOR_NAMES: &[&str] = &[
-    "torua_node_state{", "torua_node_heartbeat_age_seconds{", "torua_node_phi{",
-    "torua_node_check_status{", "torua_node_metric{", "torua_heartbeats_received_total{",
-    "torua_heartbeat_handle_seconds_bucket", "torua_shards{", "torua_shards_under_replicated ",
-    "torua_shards_unavailable ", "torua_shard_moves_total{", "torua_shard_move_duration_seconds_bucket",
-    "torua_moves_in_flight ", "torua_moves_frozen ", "torua_failure_detection_seconds_bucket",
-    "torua_build_info{", "process_resident_memory_bytes ",
+    "torua_node_state{",
+    "torua_node_heartbeat_age_seconds{",
+    "torua_node_phi{",
+    "torua_node_check_status{",
+    "torua_node_metric{",
+    "torua_heartbeats_received_total{",
+    "torua_heartbeat_handle_seconds_bucket",
+    "torua_shards{",
+    "torua_shards_under_replicated ",
+    "torua_shards_unavailable ",
+    "torua_shard_moves_total{",
+    "torua_shard_move_duration_seconds_bucket",
+    "torua_moves_in_flight ",
+    "torua_moves_frozen ",
+    "torua_failure_detection_seconds_bucket",
+    "torua_build_info{",
+    "process_resident_memory_bytes ",
 ];
 const AGENT_NAMES: &[&str] = &[
-    "torua_agent_check_status{", "torua_agent_check_duration_seconds_bucket",
-    "torua_agent_heartbeats_sent_total{", "torua_agent_heartbeat_rtt_seconds_bucket",
+    "torua_agent_check_status{",
+    "torua_agent_check_duration_seconds_bucket",
+    "torua_agent_heartbeats_sent_total{",
+    "torua_agent_heartbeat_rtt_seconds_bucket",
     "process_resident_memory_bytes ",
 ];
 
@@ -37,7 +50,12 @@ fn promtool_check(promtool: &std::path::Path, what: &str, text: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success() && out.stdout.is_empty(),
@@ -50,23 +68,35 @@ fn promtool_check(promtool: &std::path::Path, what: &str, text: &str) {
 
 #[test]
 fn live_metrics_pass_promtool_and_carry_the_spec_names() {
-    let c = TestCluster::start(Options { nodes: 2, ..Default::default() });
+    let c = TestCluster::start(Options {
+        nodes: 2,
+        ..Default::default()
+    });
     c.wait_all("healthy", SOON);
     c.wait_green(SOON);
     let coordinator = c.metrics();
     for name in COORDINATOR_NAMES {
-        assert!(coordinator.contains(name), "coordinator lacks {name}:\n{coordinator}");
+        assert!(
+            coordinator.contains(name),
+            "coordinator lacks {name}:\n{coordinator}"
+        );
     }
-    let agent = http::get(&format!("{}/metrics", c.agent_urls[0])).unwrap().text();
+    let agent = http::get(&format!("{}/metrics", c.agent_urls[0]))
+        .unwrap()
+        .text();
     for name in AGENT_NAMES {
         assert!(agent.contains(name), "agent lacks {name}:\n{agent}");
     }
-    let node = http::get(&format!("{}/metrics", c.node_urls[0])).unwrap().text();
+    let node = http::get(&format!("{}/metrics", c.node_urls[0]))
+        .unwrap()
+        .text();
     // No secret material ever reaches an exposition.
     for text in [&coordinator, &agent, &node] {
         assert!(!text.contains(torua_tests::cluster::SECRET));
     }
-    let Some(promtool) = require_tool("promtool", "prometheus") else { return };
+    let Some(promtool) = require_tool("promtool", "prometheus") else {
+        return;
+    };
     promtool_check(&promtool, "the coordinator", &coordinator);
     promtool_check(&promtool, "an agent", &agent);
     promtool_check(&promtool, "a node", &node);
@@ -78,9 +108,16 @@ fn read_until(sock: &UnixDatagram, what: &str, done: impl Fn(&[String]) -> bool)
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !done(&got) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; got {got:?}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; got {got:?}"
+        );
         if let Ok(n) = sock.recv(&mut buf) {
-            got.extend(String::from_utf8_lossy(&buf[..n]).lines().map(str::to_owned));
+            got.extend(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .map(str::to_owned),
+            );
         }
     }
     got
@@ -99,11 +136,15 @@ fn systemd_ready_watchdog_and_stopping_over_a_real_notify_socket() {
         .iter()
         .map(|p| {
             let s = UnixDatagram::bind(p).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
             s
         })
         .collect();
-    let (cs, asock) = (coord_sock.display().to_string(), agent_sock.display().to_string());
+    let (cs, asock) = (
+        coord_sock.display().to_string(),
+        agent_sock.display().to_string(),
+    );
     let env = Arc::new(move |name: &str| {
         let sock = match name {
             "coordinator" => &cs,
@@ -115,7 +156,13 @@ fn systemd_ready_watchdog_and_stopping_over_a_real_notify_socket() {
             ("WATCHDOG_USEC".to_string(), "300000".to_string()),
         ]
     });
-    let mut c = TestCluster::start_with_env(Options { nodes: 1, ..Default::default() }, env);
+    let mut c = TestCluster::start_with_env(
+        Options {
+            nodes: 1,
+            ..Default::default()
+        },
+        env,
+    );
     for (sock, who) in socks.iter().zip(["coordinator", "agent"]) {
         let msgs = read_until(sock, &format!("{who} READY=1 and watchdog pings"), |m| {
             count(m, "READY=1") == 1 && count(m, "WATCHDOG=1") >= 2
@@ -123,9 +170,17 @@ fn systemd_ready_watchdog_and_stopping_over_a_real_notify_socket() {
         assert_eq!(count(&msgs, "READY=1"), 1, "{who}: {msgs:?}");
     }
     c.agents[0].signal(Signal::SIGTERM);
-    read_until(&socks[1], "agent STOPPING=1", |m| m.iter().any(|x| x == "STOPPING=1"));
+    read_until(&socks[1], "agent STOPPING=1", |m| {
+        m.iter().any(|x| x == "STOPPING=1")
+    });
     assert!(c.agents[0].wait_exit(SOON).expect("agent exits").success());
     c.coord.signal(Signal::SIGTERM);
-    read_until(&socks[0], "coordinator STOPPING=1", |m| m.iter().any(|x| x == "STOPPING=1"));
-    assert!(c.coord.wait_exit(SOON).expect("coordinator exits").success());
+    read_until(&socks[0], "coordinator STOPPING=1", |m| {
+        m.iter().any(|x| x == "STOPPING=1")
+    });
+    assert!(c
+        .coord
+        .wait_exit(SOON)
+        .expect("coordinator exits")
+        .success());
 }
