@@ -185,7 +185,7 @@ fn chaos_soak_loses_no_acknowledged_write() {
         });
 
         let end = Instant::now() + Duration::from_secs(secs);
-        let inject = || -> Result<(), String> {
+        let mut inject = || -> Result<(), String> {
             while Instant::now() < end {
                 let victim = rng.usize(0..3); // n1..n3
                 let id = format!("n{}", victim + 1);
