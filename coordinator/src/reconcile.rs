@@ -263,17 +263,27 @@ pub async fn pass(cluster: &Arc<Cluster>) {
         cluster.shards.rf,
         &candidates,
     );
-    // A copy onto a node that died meanwhile would only wait out its timeout.
+    let mut records = cluster.shards.snapshot();
+    // A copy onto a node that died, or from a primary that died, would only wait out
+    // its timeout while holding a move slot.
     let doomed: Vec<u32> = lock(&m.tasks)
         .iter()
-        .filter(|(_, (target, _))| dead(target) || nodes.get(target).is_some_and(|n| n.draining))
+        .filter(|(id, (target, _))| {
+            let source_dead = records
+                .get(**id as usize)
+                .and_then(|r| r.primary.as_deref())
+                .is_some_and(&dead);
+            source_dead || dead(target) || nodes.get(target).is_some_and(|n| n.draining)
+        })
         .map(|(id, _)| *id)
         .collect();
     for id in doomed {
-        abort_move(cluster, id, "the target node is no longer eligible");
+        abort_move(
+            cluster,
+            id,
+            "its source or target node is no longer eligible",
+        );
     }
-
-    let mut records = cluster.shards.snapshot();
     // Urgent work first: shards whose primary is draining or dead.
     records.sort_by_key(|r| {
         let p = r.primary.as_deref().unwrap_or("");
@@ -290,13 +300,11 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                 .collect(),
             None => desired[id as usize].clone(),
         };
-        if lock(&m.in_flight).contains_key(&id) {
-            continue;
-        }
+        let moving = lock(&m.in_flight).contains_key(&id);
 
         // A copy with no task behind it was abandoned (coordinator crash mid-copy):
         // drop it; the steps below start a fresh one if it is still wanted.
-        if rec.replicas.iter().any(|r| !r.in_sync) {
+        if !moving && rec.replicas.iter().any(|r| !r.in_sync) {
             let _ = cluster
                 .shards
                 .change(id, &addrs, None, |r| r.replicas.retain(|x| x.in_sync))
@@ -368,6 +376,11 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                 Ok(_) => tracing::warn!("shard {id}: dropped {dead_holders:?} from its holders"),
                 Err(e) => tracing::error!("shard {id}: failover commit failed: {e}"),
             }
+            continue;
+        }
+
+        // Failover (above) never waits for a copy; everything below does.
+        if moving {
             continue;
         }
 

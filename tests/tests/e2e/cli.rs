@@ -67,11 +67,17 @@ fn status_keygen_and_an_agent_on_a_derived_key() {
     drop(agent);
 
     // Drain and undrain through the CLI.
-    torua()
+    // One node holding shards has nowhere to move them: draining (or drained if no
+    // shard was placed yet), never an error.
+    let out = torua()
         .args(["drain", "n1", "--coordinator", &c.url])
         .assert()
-        .success()
-        .stdout("n1: drained\n");
+        .success();
+    let said = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        said == "n1: draining\n" || said == "n1: drained\n",
+        "{said}"
+    );
     torua()
         .args(["undrain", "n1", "--coordinator", &c.url])
         .assert()

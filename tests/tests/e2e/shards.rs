@@ -159,18 +159,26 @@ fn coordinator_sigkill_mid_rebalance_loses_nothing() {
     let mut c = TestCluster::start(opts);
     c.wait_all("healthy", SOON);
     c.wait_green(SOON);
-    let data = dataset(200);
+    let mut data = dataset(200);
+    // Enough bytes per shard that a copy takes a while: the kill must land mid-move.
+    for i in 0..48 {
+        data.insert(format!("bulk/{i}"), vec![i as u8; 384 * 1024]);
+    }
     write_all(&c, &data);
 
     c.add_node("n3", "1s");
-    poll_until(SOON, "a rebalance move in flight", || {
-        let m = http::get(&format!("{}/v1/moves", c.url))?.json();
+    let deadline = Instant::now() + SOON;
+    loop {
+        let m = http::get(&format!("{}/v1/moves", c.url)).unwrap().json();
         if m["in_flight"].as_array().is_some_and(|a| !a.is_empty()) {
-            Ok(())
-        } else {
-            Err(m.to_string())
+            break;
         }
-    });
+        assert!(
+            Instant::now() < deadline,
+            "no rebalance move seen in flight: {m}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
     c.coord.kill();
     c.coord.restart();
     c.wait_ready();
