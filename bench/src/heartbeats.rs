@@ -21,7 +21,7 @@ pub struct Args {
     /// Keep-alive connections the agents share (the coordinator allows 10,000).
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
-    /// Aggregate rates to step through, heartbeats/s, comma-separated; empty: only
+    /// Aggregate rates to step through, heartbeats/s, comma-separated; `0`: only
     /// register the fleet and measure memory per node.
     #[arg(
         long,
@@ -47,6 +47,14 @@ pub struct Args {
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Let the simulated nodes take shards. By default they advertise `max_shards: 0`:
+    /// nothing listens at their address, so shard copies to them could only fail and
+    /// retry, which would measure the mover rather than the heartbeat path.
+    #[arg(long)]
+    pub take_shards: bool,
+    /// Extra flag for the coordinator (repeatable), e.g. `--coordinator-arg=--shards=16`.
+    #[arg(long = "coordinator-arg", allow_hyphen_values = true)]
+    pub coordinator_args: Vec<String>,
     #[arg(long, default_value = "bench-results/heartbeats.json")]
     pub out: PathBuf,
 }
@@ -199,14 +207,20 @@ async fn run_async(args: Args) -> Result<()> {
         bail!("--nodes must be at least 1");
     }
     let machine = report::machine();
-    let coord = Coordinator::start(&[]).await?;
+    let extra: Vec<&str> = args.coordinator_args.iter().map(String::as_str).collect();
+    let coord = Coordinator::start(&extra).await?;
     let pid = coord.proc.pid();
     let me = std::process::id();
     let interval_ms = 1000;
 
     // Register the fleet: one heartbeat per node, then the memory per tracked node.
     let idle = ProcStats::read(pid)?;
-    let conns = load::fleet(SECRET, args.nodes, args.connections, coord.addr);
+    let mut conns = load::fleet(SECRET, args.nodes, args.connections, coord.addr);
+    for c in &mut conns {
+        for n in &mut c.nodes {
+            n.shardless = !args.take_shards;
+        }
+    }
     let (mut conns, reg, reg_wall) = load::register(conns, interval_ms).await;
     if reg.accepted as usize != args.nodes {
         bail!(
@@ -256,7 +270,7 @@ async fn run_async(args: Args) -> Result<()> {
     let mut runs: Vec<Step> = Vec::new();
     let mut medians: Vec<Step> = Vec::new();
     let step = Duration::from_secs_f64(args.step_secs);
-    for &rate in &args.rates {
+    for &rate in args.rates.iter().filter(|r| **r > 0.0) {
         let mut these = Vec::new();
         for run in 1..=args.repeat.max(1) {
             let (s0, g0) = (ProcStats::read(pid)?, ProcStats::read(me)?);
@@ -310,6 +324,7 @@ async fn run_async(args: Args) -> Result<()> {
             "nodes": args.nodes, "connections": args.connections, "rates": args.rates,
             "step_secs": args.step_secs, "repeat": args.repeat, "max_p99_ms": args.max_p99_ms,
             "generator_threads": args.threads, "interval_ms": interval_ms,
+            "coordinator_args": args.coordinator_args, "take_shards": args.take_shards,
         },
         "memory": memory,
         "steps": medians,

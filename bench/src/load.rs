@@ -19,12 +19,15 @@ use torua_protocol::{authorization_header, derive_node_key, sign, NodeKey};
 /// Address every simulated node reports; nothing listens there.
 pub const NODE_ADDR: &str = "http://127.0.0.1:9";
 
-/// One simulated agent: its id, key and replay state.
+/// One simulated agent: its id, key and replay state. Shardless by default (see
+/// [`body_with`]).
 pub struct SimNode {
     pub id: String,
     key: NodeKey,
     incarnation: u64,
     seq: u64,
+    /// Advertise `max_shards: 0` (see [`body_with`]).
+    pub shardless: bool,
 }
 
 impl SimNode {
@@ -34,13 +37,21 @@ impl SimNode {
             id,
             incarnation,
             seq: 0,
+            shardless: true,
         }
     }
 
     /// The next heartbeat (seq + 1, sent now) and its `Authorization` header.
     pub fn next(&mut self, interval_ms: u64) -> (Vec<u8>, String) {
         self.seq += 1;
-        let body = body(&self.id, self.incarnation, self.seq, now_ms(), interval_ms);
+        let body = body_with(
+            &self.id,
+            self.incarnation,
+            self.seq,
+            now_ms(),
+            interval_ms,
+            self.shardless,
+        );
         let auth = authorization_header(&self.id, &sign(&self.key, &body));
         (body, auth)
     }
@@ -55,8 +66,17 @@ pub fn now_ms() -> u64 {
 
 /// A SPEC §2 heartbeat like a real agent's (one http check, two disk metrics),
 /// written from a template: serde would cost the generator more than the format.
-pub fn body(id: &str, incarnation: u64, seq: u64, sent_at_ms: u64, interval_ms: u64) -> Vec<u8> {
-    let mut b = Vec::with_capacity(420);
+/// `shardless` adds `"max_shards":0` so placement never sends shards to
+/// the simulated node (nothing listens at [`NODE_ADDR`]).
+pub fn body_with(
+    id: &str,
+    incarnation: u64,
+    seq: u64,
+    sent_at_ms: u64,
+    interval_ms: u64,
+    shardless: bool,
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(440);
     write!(
         b,
         concat!(
@@ -65,9 +85,15 @@ pub fn body(id: &str, incarnation: u64, seq: u64, sent_at_ms: u64, interval_ms: 
             r#""readiness":"pass","checks":[{{"name":"node-http","kind":"http","#,
             r#""status":"pass","duration_ms":0.8,"message":"200 OK"}}],"#,
             r#""metrics":{{"disk_free_bytes":1.2e11,"disk_total_bytes":2.5e11}},"#,
-            r#""capacity":{{"weight":1.0}}}}"#
+            r#""capacity":{{"weight":1.0{}}}}}"#
         ),
-        id, incarnation, seq, sent_at_ms, interval_ms, NODE_ADDR
+        id,
+        incarnation,
+        seq,
+        sent_at_ms,
+        interval_ms,
+        NODE_ADDR,
+        if shardless { r#","max_shards":0"# } else { "" }
     )
     .expect("write to Vec");
     b
@@ -319,12 +345,23 @@ mod tests {
 
     #[test]
     fn template_is_a_valid_heartbeat() {
-        let b = body("bench-7", 1_700_000_000_000, 3, 1_700_000_000_500, 1000);
+        let b = body_with(
+            "bench-7",
+            1_700_000_000_000,
+            3,
+            1_700_000_000_500,
+            1000,
+            false,
+        );
         let hb = torua_protocol::decode_heartbeat(&b).expect("decodes");
         assert_eq!(hb.node_id, "bench-7");
         assert_eq!(hb.seq, 3);
         assert_eq!(hb.checks.len(), 1);
         assert_eq!(hb.metrics.len(), 2);
         assert_eq!(hb.node_addr, NODE_ADDR);
+        assert_eq!(hb.capacity.max_shards, None);
+        let b = body_with("bench-7", 1, 1, 2, 1000, true);
+        let hb = torua_protocol::decode_heartbeat(&b).expect("decodes");
+        assert_eq!(hb.capacity.max_shards, Some(0));
     }
 }
