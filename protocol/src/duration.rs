@@ -5,6 +5,9 @@ use std::time::Duration;
 
 /// Parses `<number><unit>` with unit `ms`, `s`, `m` or `h`; the number may be
 /// fractional (`1.5s`). A bare `0` is accepted.
+///
+/// The number is read as an exact decimal (digits beyond the nanosecond are dropped),
+/// not through `f64`, so whatever [`format_duration`] prints reads back unchanged.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s == "0" {
@@ -14,21 +17,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| format!("{s:?} needs a unit: ms, s, m or h (e.g. 500ms, 2s)"))?;
     let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms or 2s"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
+    let nanos_per_unit: u128 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
         _ => {
             return Err(format!(
                 "{s:?} has unknown unit {unit:?}: use ms, s, m or h"
             ))
         }
     };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+    let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+    if (whole.is_empty() && frac.is_empty()) || frac.contains('.') {
+        return Err(format!("{s:?} is not a duration like 500ms or 2s"));
+    }
+    let out_of_range = || format!("{s:?} is out of range");
+    // Both parts hold only ASCII digits here. 24 fractional digits are far below a
+    // nanosecond for every unit and keep the arithmetic within u128.
+    let digits = |d: &str| d.bytes().fold(0u128, |n, b| n * 10 + u128::from(b - b'0'));
+    let frac = &frac[..frac.len().min(24)];
+    let whole_nanos = if whole.len() > 30 {
+        None
+    } else {
+        digits(whole).checked_mul(nanos_per_unit)
+    }
+    .ok_or_else(out_of_range)?;
+    let frac_nanos = digits(frac) * nanos_per_unit / 10u128.pow(frac.len() as u32);
+    let nanos = whole_nanos + frac_nanos;
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| out_of_range())?;
+    Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }
 
 /// Formats a duration the way [`parse_duration`] reads it.
@@ -95,9 +113,27 @@ mod tests {
         for (s, ms) in ok {
             assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
         }
-        for bad in ["", "5", "s", "1x", "-1s", "1.2.3s", "1e999s"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "1x",
+            "-1s",
+            "1.2.3s",
+            "1e999s",
+            ".s",
+            "99999999999999999999h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
         }
+        assert_eq!(parse_duration(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2.s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0.0000000015s"), Ok(Duration::from_nanos(1)));
+        // Found by proptests: through f64 this read back as 9262699.344000001s.
+        assert_eq!(
+            parse_duration("9262699344ms"),
+            Ok(Duration::from_millis(9_262_699_344))
+        );
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(2)), "2s");
     }

@@ -15,6 +15,9 @@ pub mod shard;
 pub mod sign;
 pub mod validate;
 
+#[cfg(test)]
+mod proptests;
+
 pub use api::{ErrorBody, ErrorCode, HeartbeatAck, NodeState};
 pub use heartbeat::{Capacity, CheckKind, CheckResult, Heartbeat, RunState, Status};
 pub use replay::{check_replay, ReplayError, ReplayMark, ReplayPolicy};
