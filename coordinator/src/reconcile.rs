@@ -26,6 +26,11 @@ use tokio::sync::Notify;
 use torua_protocol::NodeState;
 use tracing::Instrument;
 
+/// Preferred holders per shard, as computed by [`place`].
+type Placement = Vec<Vec<String>>;
+/// What a placement was computed from: (node id, weight bits, max_shards) per candidate.
+type CandidateKey = Vec<(String, u64, Option<u32>)>;
+
 pub const REASONS: [&str; 5] = ["failover", "rereplicate", "rebalance", "drain", "manual"];
 const RECENT_MOVES: usize = 100;
 
@@ -64,6 +69,8 @@ pub struct Mover {
     /// Copy target and cancel signal per running copy. Cancelling interrupts only
     /// the pull, so map changes are never cut in half.
     tasks: Mutex<HashMap<u32, (String, Arc<Notify>)>>,
+    /// Last placement and the candidate set (id, weight bits, cap) it was computed for.
+    placement: Mutex<Option<(CandidateKey, Arc<Placement>)>>,
 }
 
 impl Mover {
@@ -258,11 +265,27 @@ pub async fn pass(cluster: &Arc<Cluster>) {
             || m.rebalance_now.swap(false, Ordering::AcqRel)
     };
 
-    let desired = place(
-        cluster.shards.slots.len() as u32,
-        cluster.shards.rf,
-        &candidates,
-    );
+    // Placement depends only on the candidates; recompute it only when they change
+    // (it is O(shards × nodes), and passes run twice a second).
+    let key: CandidateKey = candidates
+        .iter()
+        .map(|c| (c.id.clone(), c.weight.to_bits(), c.max_shards))
+        .collect();
+    let desired = {
+        let mut cache = lock(&m.placement);
+        match &*cache {
+            Some((k, d)) if *k == key => d.clone(),
+            _ => {
+                let d = Arc::new(place(
+                    cluster.shards.slots.len() as u32,
+                    cluster.shards.rf,
+                    &candidates,
+                ));
+                *cache = Some((key, d.clone()));
+                d
+            }
+        }
+    };
     let mut records = cluster.shards.snapshot();
     // A copy onto a node that died, or from a primary that died, would only wait out
     // its timeout while holding a move slot.
