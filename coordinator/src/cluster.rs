@@ -101,6 +101,13 @@ impl Cluster {
         }
     }
 
+    /// The address node `id` reported, if any. The data path asks only for the
+    /// holders it talks to, not for the whole map.
+    pub fn addr_of(&self, id: &str) -> Option<String> {
+        let addr = self.nodes.get(id)?.lock().record.addr.clone();
+        (!addr.is_empty()).then_some(addr)
+    }
+
     /// Node id → address, for every node that has reported one.
     pub fn addrs(&self) -> Addrs {
         self.nodes

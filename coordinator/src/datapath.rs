@@ -72,9 +72,8 @@ impl Cluster {
                 });
             }
             let version = self.shards.next_version(unix_ms());
-            let addrs = self.addrs();
             let calls = rec.write_set().map(|(node, in_sync)| {
-                let addr = addrs.get(node).cloned();
+                let addr = self.addr_of(node);
                 let client = &self.shards.client;
                 let op = &op;
                 let (id, epoch) = (rec.id, rec.epoch);
@@ -125,13 +124,12 @@ impl Cluster {
             }
             // Some in-sync holders have the write and some do not: the ones that do
             // not stop being in sync (durably) before the client hears "ok".
-            let prefer: Vec<String> = Vec::new();
             let evicted = self
                 .shards
-                .change(slot.id, &addrs, None, |r| {
+                .change(slot.id, &self.addrs(), None, |r| {
                     if r.epoch == epoch {
                         for n in &failed {
-                            r.remove(n, &prefer);
+                            r.remove(n, &[]);
                         }
                     }
                 })
@@ -176,13 +174,12 @@ impl Cluster {
 
     async fn read_once(&self, slot: &crate::shards::Slot, key: &str) -> Result<Bytes, DataError> {
         let rec = slot.record.read().await.clone();
-        let addrs = self.addrs();
         let mut why = String::from("no copy is available");
         for node in rec.in_sync() {
-            let Some(addr) = addrs.get(node) else {
+            let Some(addr) = self.addr_of(node) else {
                 continue;
             };
-            match self.shards.client.get(addr, key, rec.id, rec.epoch).await {
+            match self.shards.client.get(&addr, key, rec.id, rec.epoch).await {
                 Ok(Some(v)) => return Ok(v.bytes),
                 Ok(None) => return Err(DataError::NotFound(key.into())),
                 Err(e) => why = e.to_string(),
