@@ -175,3 +175,32 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A base port for a process that lays out its own ports as `base + offset`
+/// (`torua dev`), with every offset free a moment ago.
+///
+/// The base is drawn below the kernel's ephemeral range (32768 and up on
+/// Linux) so that `free_port()` in parallel tests and outbound connections,
+/// which both take ephemeral ports, cannot land on it between the check and
+/// the child's bind.
+pub fn free_port_block(offsets: &[u16]) -> u16 {
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+    let span = offsets.iter().copied().max().unwrap_or(0);
+    for attempt in 0..200u64 {
+        let base = 10_000 + ((seed.wrapping_mul(2_654_435_761) + attempt * 7_919) % 20_000) as u16;
+        if base as u32 + span as u32 >= 32_768 {
+            continue;
+        }
+        let all_free = offsets
+            .iter()
+            .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no block of free loopback ports below 32768 for offsets {offsets:?}");
+}

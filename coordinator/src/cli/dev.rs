@@ -38,6 +38,7 @@ struct Proc {
 
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+    check_ports_free(args.base_port, args.nodes)?;
     let bin_dir = std::env::current_exe()?
         .parent()
         .context("no directory for the torua binary")?
@@ -171,6 +172,23 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Fails early, naming the port, instead of letting one child die on bind
+/// after the others started.
+fn check_ports_free(base: u16, nodes: u16) -> anyhow::Result<()> {
+    let top = u32::from(base) + 100 + u32::from(nodes);
+    anyhow::ensure!(
+        top <= u32::from(u16::MAX),
+        "--base-port {base} leaves no room for {nodes} nodes (ports up to base+100+nodes)"
+    );
+    let ports = std::iter::once(base).chain((1..=nodes).flat_map(|i| [base + i, base + 100 + i]));
+    for port in ports {
+        std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
+            format!("port {port} is taken; pick another layout with --base-port (it uses base, base+1..N, base+101..100+N)")
+        })?;
+    }
+    Ok(())
 }
 
 fn spawn(bin_dir: &Path, dir: &Path, name: &str, bin: &str, args: &[&str]) -> anyhow::Result<Proc> {

@@ -6,7 +6,7 @@ use nix::sys::signal::Signal;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 use torua_tests::cluster::{Options, TestCluster};
-use torua_tests::proc::{bin, free_port, Proc};
+use torua_tests::proc::{bin, free_port, free_port_block, Proc};
 use torua_tests::{http, poll_until};
 
 fn torua() -> Command {
@@ -125,8 +125,8 @@ fn bad_config_names_file_line_and_field() {
 
 #[test]
 fn torua_dev_runs_a_cluster_and_stops_it_on_sigterm() {
-    // Contiguous ports for the dev layout: base, base+1.., base+101...
-    let base = 20_000 + (std::process::id() % 20_000) as u16;
+    // The dev layout: coordinator on base, nodes on base+1.., agents on base+101..
+    let base = free_port_block(&[0, 1, 2, 101, 102]);
     let dir = tempfile::tempdir().unwrap();
     let mut dev = Proc::start(
         "torua-dev",
