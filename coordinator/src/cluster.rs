@@ -9,7 +9,7 @@ use crate::persist::PersistHandle;
 use crate::reconcile::Mover;
 use crate::registry::{NodeCell, NodeInner, Registry};
 use crate::secrets::KeyRing;
-use crate::shards::{Addrs, ShardSet};
+use crate::shards::ShardSet;
 use crate::store::{ClusterMeta, NodeRecord};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -104,18 +104,7 @@ impl Cluster {
     /// The address node `id` reported, if any. The data path asks only for the
     /// holders it talks to, not for the whole map.
     pub fn addr_of(&self, id: &str) -> Option<String> {
-        let addr = self.nodes.get(id)?.lock().record.addr.clone();
-        (!addr.is_empty()).then_some(addr)
-    }
-
-    /// Node id → address, for every node that has reported one.
-    pub fn addrs(&self) -> Addrs {
-        self.nodes
-            .all()
-            .iter()
-            .map(|c| (c.id.to_string(), c.lock().record.addr.clone()))
-            .filter(|(_, a)| !a.is_empty())
-            .collect()
+        self.nodes.addr_of(id)
     }
 
     /// Arms the node's deadline timer if it has none.
@@ -131,7 +120,12 @@ impl Cluster {
     pub fn state_changed(&self, cell: &NodeCell, inner: &NodeInner, old: NodeState, now: Instant) {
         let new = inner.state;
         self.metrics.state_entered(new);
-        self.mover.wake();
+        // Healthy ↔ degraded changes nothing the reconciler acts on; under overload
+        // such flips come by the thousand and would keep it running back to back.
+        let serving = |s: NodeState| matches!(s, NodeState::Healthy | NodeState::Degraded);
+        if serving(old) != serving(new) {
+            self.mover.wake();
+        }
         if new == NodeState::Unhealthy {
             if let Some(t) = inner.last_good.or(inner.last_heartbeat) {
                 self.metrics

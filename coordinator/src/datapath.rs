@@ -126,7 +126,7 @@ impl Cluster {
             // not stop being in sync (durably) before the client hears "ok".
             let evicted = self
                 .shards
-                .change(slot.id, &self.addrs(), None, |r| {
+                .change(slot.id, &self.nodes, None, |r| {
                     if r.epoch == epoch {
                         for n in &failed {
                             r.remove(n, &[]);
@@ -193,7 +193,6 @@ impl Cluster {
 
     /// Every live key with `prefix`, sorted, across all shards.
     pub async fn data_list(&self, prefix: &str) -> Result<Vec<String>, DataError> {
-        let addrs = self.addrs();
         let mut keys = Vec::new();
         for slot in &self.shards.slots {
             let rec = slot.record.read().await.clone();
@@ -203,10 +202,10 @@ impl Cluster {
             let mut got = None;
             let mut why = String::from("no copy is available");
             for node in rec.in_sync() {
-                let Some(addr) = addrs.get(node) else {
+                let Some(addr) = self.addr_of(node) else {
                     continue;
                 };
-                match self.shards.client.list(addr, rec.id, prefix).await {
+                match self.shards.client.list(&addr, rec.id, prefix).await {
                     Ok(k) => {
                         got = Some(k);
                         break;

@@ -21,6 +21,9 @@ pub fn place(shards: u32, rf: usize, nodes: &[Candidate]) -> Vec<Vec<String>> {
     let mut load = vec![0u32; nodes.len()];
     let mut out = Vec::with_capacity(shards as usize);
     let mut ranked: Vec<(f64, usize)> = Vec::with_capacity(nodes.len());
+    // Highest score first; the index breaks (practically impossible) ties so the
+    // result never depends on the selection algorithm.
+    let by_rank = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
     for shard in 0..shards {
         ranked.clear();
         ranked.extend(
@@ -29,12 +32,22 @@ pub fn place(shards: u32, rf: usize, nodes: &[Candidate]) -> Vec<Vec<String>> {
                 .enumerate()
                 .map(|(i, n)| (rendezvous_score(&n.id, shard, n.weight), i)),
         );
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // Only the first few ranks are ever read unless caps skip many nodes: select
+        // them in O(n) and sort just those, not every node for every shard.
+        let mut sorted = (rf + 8).min(ranked.len());
+        if sorted < ranked.len() {
+            ranked.select_nth_unstable_by(sorted, by_rank);
+        }
+        ranked[..sorted].sort_unstable_by(by_rank);
         let mut chosen = Vec::with_capacity(rf);
-        for &(_, i) in &ranked {
-            if chosen.len() == rf {
-                break;
+        let mut next = 0;
+        while chosen.len() < rf && next < ranked.len() {
+            if next == sorted {
+                ranked[sorted..].sort_unstable_by(by_rank);
+                sorted = ranked.len();
             }
+            let i = ranked[next].1;
+            next += 1;
             if nodes[i].max_shards.is_some_and(|cap| load[i] >= cap) {
                 continue;
             }

@@ -16,7 +16,6 @@
 use crate::cluster::{unix_ms, Cluster};
 use crate::placement::{place, Candidate};
 use crate::shardmap::Replica;
-use crate::shards::Addrs;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,8 +27,16 @@ use tracing::Instrument;
 
 /// Preferred holders per shard, as computed by [`place`].
 type Placement = Vec<Vec<String>>;
-/// What a placement was computed from: (node id, weight bits, max_shards) per candidate.
-type CandidateKey = Vec<(String, u64, Option<u32>)>;
+/// What a placement was computed from: (node id, weight bits, max_shards) per
+/// candidate, sorted by id.
+type CandidateKey = Vec<(Arc<str>, u64, Option<u32>)>;
+
+/// The eligible set as of the last pass, when it last changed, and its placement.
+struct Membership {
+    key: CandidateKey,
+    since: Instant,
+    placement: Arc<Placement>,
+}
 
 pub const REASONS: [&str; 5] = ["failover", "rereplicate", "rebalance", "drain", "manual"];
 const RECENT_MOVES: usize = 100;
@@ -62,15 +69,16 @@ pub struct Mover {
     in_flight: Mutex<HashMap<u32, MoveInfo>>,
     recent: Mutex<VecDeque<MoveInfo>>,
     under_since: Mutex<HashMap<u32, Instant>>,
-    membership: Mutex<Option<(Vec<String>, Instant)>>,
+    /// Nodes that held a shard at the last [`update_stats`].
+    holders: Mutex<std::collections::HashSet<String>>,
+    /// Last candidate set; a change restarts the rebalance delay and the placement.
+    membership: Mutex<Option<Membership>>,
     rebalance_now: AtomicBool,
     unfreeze: AtomicBool,
     frozen: AtomicBool,
     /// Copy target and cancel signal per running copy. Cancelling interrupts only
     /// the pull, so map changes are never cut in half.
     tasks: Mutex<HashMap<u32, (String, Arc<Notify>)>>,
-    /// Last placement and the candidate set (id, weight bits, cap) it was computed for.
-    placement: Mutex<Option<(CandidateKey, Arc<Placement>)>>,
 }
 
 impl Mover {
@@ -108,7 +116,12 @@ struct NodeInfo {
     state: NodeState,
     eligible: bool,
     draining: bool,
+    /// Below its `max_shards` cap.
+    has_room: bool,
 }
+
+/// Shortest time between two passes.
+const MIN_PASS_GAP: Duration = Duration::from_millis(50);
 
 /// How often each live node's actual shards are compared with the map.
 const AUDIT_EVERY: Duration = Duration::from_secs(2);
@@ -129,6 +142,12 @@ pub async fn run(cluster: Arc<Cluster>, shutdown: impl std::future::Future<Outpu
             _ = cluster.mover.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
+        // Wake-ups coalesce over this gap: a burst of changes costs one pass (a walk
+        // over every node), not one each, and failover waits at most this long.
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(MIN_PASS_GAP) => {}
+        }
     }
 }
 
@@ -139,18 +158,26 @@ pub async fn audit(cluster: &Arc<Cluster>) {
     if cluster.mover.frozen() {
         return;
     }
-    let addrs = cluster.addrs();
     let records = cluster.shards.snapshot();
-    for cell in cluster.nodes.all() {
-        let serving = matches!(
-            cell.lock().health.base,
-            NodeState::Healthy | NodeState::Degraded
-        );
-        let Some(addr) = addrs.get(cell.id.as_ref()).filter(|_| serving) else {
+    // Only the map's in-sync holders can be evicted, so only they are asked: a
+    // cluster of thousands of nodes with a few hundred shard copies costs a few
+    // hundred calls per audit, not one per node.
+    let holders: std::collections::BTreeSet<&str> =
+        records.iter().flat_map(|r| r.in_sync()).collect();
+    if holders.is_empty() {
+        return;
+    }
+    for node in holders {
+        let serving = cluster.nodes.get(node).is_some_and(|cell| {
+            matches!(
+                cell.lock().health.base,
+                NodeState::Healthy | NodeState::Degraded
+            )
+        });
+        let Some(addr) = cluster.addr_of(node).filter(|_| serving) else {
             continue;
         };
-        let node: &str = &cell.id;
-        let Ok(held) = cluster.shards.client.held_shards(addr).await else {
+        let Ok(held) = cluster.shards.client.held_shards(&addr).await else {
             continue;
         };
         for rec in &records {
@@ -162,7 +189,7 @@ pub async fn audit(cluster: &Arc<Cluster>) {
             let epoch = rec.epoch;
             let r = cluster
                 .shards
-                .change(rec.id, &addrs, None, |r| {
+                .change(rec.id, &cluster.nodes, None, |r| {
                     if r.epoch == epoch {
                         r.remove(node, &[]);
                     }
@@ -185,32 +212,37 @@ pub async fn pass(cluster: &Arc<Cluster>) {
     let now = Instant::now();
     let m = &cluster.mover;
     let cfg = &cluster.cfg;
-    let addrs = cluster.addrs();
     let in_grace = now.saturating_duration_since(cluster.started) < cfg.startup_grace;
 
-    let mut nodes: HashMap<String, NodeInfo> = HashMap::new();
-    let mut candidates = Vec::new();
-    for cell in cluster.nodes.all() {
+    // One walk over the registry, cloning only `Arc` ids: this runs twice a second
+    // over every node.
+    let mut nodes: HashMap<Arc<str>, NodeInfo> = HashMap::with_capacity(cluster.nodes.len());
+    let mut key: CandidateKey = Vec::new();
+    cluster.nodes.for_each(|cell| {
         let n = cell.lock();
         let draining = n.record.admin_drain || n.record.leaving;
         let eligible =
             matches!(n.health.base, NodeState::Healthy | NodeState::Degraded) && !draining;
-        if eligible {
-            candidates.push(Candidate {
-                id: cell.id.to_string(),
-                weight: n.record.capacity.weight,
-                max_shards: n.record.capacity.max_shards,
-            });
+        // A node offering no room at all is not a placement candidate.
+        if eligible && n.record.capacity.max_shards != Some(0) {
+            let cap = &n.record.capacity;
+            key.push((cell.id.clone(), cap.weight.to_bits(), cap.max_shards));
         }
         nodes.insert(
-            cell.id.to_string(),
+            cell.id.clone(),
             NodeInfo {
                 state: n.health.base,
                 eligible,
                 draining,
+                has_room: n
+                    .record
+                    .capacity
+                    .max_shards
+                    .is_none_or(|cap| n.shards_held < cap as usize),
             },
         );
-    }
+    });
+    key.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let unknown = nodes
         .values()
         .filter(|n| n.state == NodeState::Unknown)
@@ -251,40 +283,36 @@ pub async fn pass(cluster: &Arc<Cluster>) {
         return;
     }
 
-    // Membership as placement sees it; a change restarts the rebalance delay.
-    let mut members: Vec<String> = candidates.iter().map(|c| c.id.clone()).collect();
-    members.sort();
-    let membership_settled = {
-        let mut g = lock(&m.membership);
-        match &*g {
-            Some((prev, _)) if *prev == members => {}
-            _ => *g = Some((members.clone(), now)),
-        }
-        let since = g.as_ref().map_or(now, |(_, t)| *t);
-        now.saturating_duration_since(since) >= cfg.rebalance_delay
-            || m.rebalance_now.swap(false, Ordering::AcqRel)
-    };
-
-    // Placement depends only on the candidates; recompute it only when they change
-    // (it is O(shards × nodes), and passes run twice a second).
-    let key: CandidateKey = candidates
-        .iter()
-        .map(|c| (c.id.clone(), c.weight.to_bits(), c.max_shards))
-        .collect();
-    let desired = {
-        let mut cache = lock(&m.placement);
-        match &*cache {
-            Some((k, d)) if *k == key => d.clone(),
-            _ => {
-                let d = Arc::new(place(
-                    cluster.shards.slots.len() as u32,
-                    cluster.shards.rf,
-                    &candidates,
-                ));
-                *cache = Some((key, d.clone()));
-                d
-            }
-        }
+    // Membership as placement sees it. A change restarts the rebalance delay, and
+    // only a change recomputes the placement (O(shards × nodes)).
+    let unchanged = lock(&m.membership).as_ref().is_some_and(|ms| ms.key == key);
+    if !unchanged {
+        let candidates: Vec<Candidate> = key
+            .iter()
+            .map(|(id, w, cap)| Candidate {
+                id: id.to_string(),
+                weight: f64::from_bits(*w),
+                max_shards: *cap,
+            })
+            .collect();
+        let (shards, rf) = (cluster.shards.slots.len() as u32, cluster.shards.rf);
+        // Tens of milliseconds at 10,000 nodes: keep it off the runtime workers that
+        // serve heartbeats.
+        let placement = tokio::task::spawn_blocking(move || place(shards, rf, &candidates))
+            .await
+            .expect("placement panicked");
+        *lock(&m.membership) = Some(Membership {
+            key,
+            since: now,
+            placement: Arc::new(placement),
+        });
+    }
+    let (desired, membership_settled) = {
+        let g = lock(&m.membership);
+        let ms = g.as_ref().expect("membership set above");
+        let settled = now.saturating_duration_since(ms.since) >= cfg.rebalance_delay
+            || m.rebalance_now.swap(false, Ordering::AcqRel);
+        (ms.placement.clone(), settled)
     };
     let mut records = cluster.shards.snapshot();
     // A copy onto a node that died, or from a primary that died, would only wait out
@@ -296,7 +324,7 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                 .get(**id as usize)
                 .and_then(|r| r.primary.as_deref())
                 .is_some_and(&dead);
-            source_dead || dead(target) || nodes.get(target).is_some_and(|n| n.draining)
+            source_dead || dead(target) || nodes.get(target.as_str()).is_some_and(|n| n.draining)
         })
         .map(|(id, _)| *id)
         .collect();
@@ -313,12 +341,13 @@ pub async fn pass(cluster: &Arc<Cluster>) {
         !(dead(p) || nodes.get(p).is_some_and(|n| n.draining))
     });
 
+    let mut spare: Option<Vec<&Arc<str>>> = None;
     for rec in records {
         let id = rec.id;
         let want: Vec<String> = match &rec.pinned {
             Some(pin) => pin
                 .iter()
-                .filter(|n| nodes.get(*n).is_some_and(|i| i.eligible))
+                .filter(|n| nodes.get(n.as_str()).is_some_and(|i| i.eligible))
                 .cloned()
                 .collect(),
             None => desired[id as usize].clone(),
@@ -330,7 +359,9 @@ pub async fn pass(cluster: &Arc<Cluster>) {
         if !moving && rec.replicas.iter().any(|r| !r.in_sync) {
             let _ = cluster
                 .shards
-                .change(id, &addrs, None, |r| r.replicas.retain(|x| x.in_sync))
+                .change(id, &cluster.nodes, None, |r| {
+                    r.replicas.retain(|x| x.in_sync)
+                })
                 .await;
             tracing::info!("shard {id}: dropped an abandoned copy");
             continue;
@@ -340,7 +371,7 @@ pub async fn pass(cluster: &Arc<Cluster>) {
         if !rec.assigned && rec.primary.is_none() && !want.is_empty() {
             let _ = cluster
                 .shards
-                .change(id, &addrs, None, |r| {
+                .change(id, &cluster.nodes, None, |r| {
                     r.primary = Some(want[0].clone());
                     r.replicas = want[1..]
                         .iter()
@@ -365,7 +396,7 @@ pub async fn pass(cluster: &Arc<Cluster>) {
             let promote = tracing::info_span!("shard.promote", shard = id, lost = ?dead_holders, from = ?old_primary);
             match cluster
                 .shards
-                .change(id, &addrs, None, |r| {
+                .change(id, &cluster.nodes, None, |r| {
                     for n in &dead_holders {
                         r.remove(n, &want);
                     }
@@ -416,14 +447,16 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                     .or_else(|| {
                         rec.replicas
                             .iter()
-                            .find(|r| r.in_sync && nodes.get(&r.node).is_some_and(|n| n.eligible))
+                            .find(|r| {
+                                r.in_sync && nodes.get(r.node.as_str()).is_some_and(|n| n.eligible)
+                            })
                             .map(|r| &r.node)
                     })
                     .cloned();
                 if let Some(next) = next {
                     if let Ok(Some(r)) = cluster
                         .shards
-                        .change(id, &addrs, None, |r| r.make_primary(&next))
+                        .change(id, &cluster.nodes, None, |r| r.make_primary(&next))
                         .await
                     {
                         tracing::info!(
@@ -443,7 +476,7 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                 let first = first.clone();
                 let _ = cluster
                     .shards
-                    .change(id, &addrs, None, |r| r.make_primary(&first))
+                    .change(id, &cluster.nodes, None, |r| r.make_primary(&first))
                     .await;
                 continue;
             }
@@ -458,11 +491,23 @@ pub async fn pass(cluster: &Arc<Cluster>) {
         if in_sync < rf && !copying {
             let since = *lock(&m.under_since).entry(id).or_insert(now);
             let waited = now.saturating_duration_since(since) >= cfg.move_delay;
-            let target = want
-                .iter()
-                .find(|n| !rec.holds(n))
-                .or_else(|| candidates.iter().map(|c| &c.id).find(|n| !rec.holds(n)))
-                .cloned();
+            let target = want.iter().find(|n| !rec.holds(n)).cloned().or_else(|| {
+                // Any eligible node with room, in id order, when placement
+                // offers none (sorted once per pass, and only if needed).
+                spare
+                    .get_or_insert_with(|| {
+                        let mut ids: Vec<&Arc<str>> = nodes
+                            .iter()
+                            .filter(|(_, i)| i.eligible && i.has_room)
+                            .map(|(n, _)| n)
+                            .collect();
+                        ids.sort_unstable();
+                        ids
+                    })
+                    .iter()
+                    .find(|n| !rec.holds(n))
+                    .map(|n| n.to_string())
+            });
             if let (Some(target), true, true) = (target, room, unhealthy == 0 || waited) {
                 if rec.primary.is_some() {
                     spawn_copy(cluster.clone(), id, target, "rereplicate");
@@ -486,13 +531,13 @@ pub async fn pass(cluster: &Arc<Cluster>) {
             // Drop a surplus holder, draining ones first, never below rf.
             let victim = extra
                 .iter()
-                .find(|n| nodes.get(*n).is_some_and(|i| i.draining))
+                .find(|n| nodes.get(n.as_str()).is_some_and(|i| i.draining))
                 .unwrap_or(&extra[0])
                 .clone();
             let epoch_before = rec.epoch;
             if let Ok(Some(r)) = cluster
                 .shards
-                .change(id, &addrs, None, |r| {
+                .change(id, &cluster.nodes, None, |r| {
                     r.remove(&victim, &want);
                 })
                 .await
@@ -501,9 +546,8 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                     "shard {id}: removed surplus copy on {victim} (epoch {epoch_before} → {})",
                     r.epoch
                 );
-                if let Some(addr) = addrs.get(&victim) {
-                    let (client, addr, epoch) =
-                        (cluster.shards.client.clone(), addr.clone(), r.epoch);
+                if let Some(addr) = cluster.addr_of(&victim) {
+                    let (client, epoch) = (cluster.shards.client.clone(), r.epoch);
                     tokio::spawn(async move {
                         if let Err(e) = client.drop_shard(&addr, id, epoch).await {
                             tracing::debug!("shard {id}: dropping data on {addr} failed: {e}");
@@ -522,7 +566,7 @@ pub async fn pass(cluster: &Arc<Cluster>) {
                     let first = first.clone();
                     let _ = cluster
                         .shards
-                        .change(id, &addrs, None, |r| r.make_primary(&first))
+                        .change(id, &cluster.nodes, None, |r| r.make_primary(&first))
                         .await;
                     continue;
                 }
@@ -593,10 +637,9 @@ fn spawn_copy(cluster: Arc<Cluster>, id: u32, target: String, reason: &'static s
                 done.state = "failed";
                 done.error = Some(e.clone());
                 tracing::warn!("shard {id}: copy to {target} failed after {secs:.2}s: {e}");
-                let addrs = cluster.addrs();
                 let _ = cluster
                     .shards
-                    .change(id, &addrs, None, |r| {
+                    .change(id, &cluster.nodes, None, |r| {
                         r.replicas.retain(|x| x.node != target || x.in_sync)
                     })
                     .await;
@@ -621,15 +664,14 @@ fn abort_move(cluster: &Cluster, id: u32, why: &str) {
 }
 
 async fn copy(cluster: &Cluster, id: u32, target: &str, cancel: &Notify) -> Result<String, String> {
-    let addrs: Addrs = cluster.addrs();
-    let target_addr = addrs.get(target).ok_or("target has no address")?.clone();
+    let target_addr = cluster.addr_of(target).ok_or("target has no address")?;
     let slot = cluster.shards.slot(id).ok_or("no such shard")?;
     // Reset before the copy joins the write set: from then on, any failed live write
     // to it must be seen.
     slot.copy_broken.store(false, Ordering::Release);
     let (rec, untold) = cluster
         .shards
-        .change_checked(id, &addrs, Some(target), |r| {
+        .change_checked(id, &cluster.nodes, Some(target), |r| {
             if !r.holds(target) {
                 r.replicas.push(Replica {
                     node: target.to_string(),
@@ -643,11 +685,11 @@ async fn copy(cluster: &Cluster, id: u32, target: &str, cancel: &Notify) -> Resu
         return Err(format!("{target} did not accept the assignment"));
     }
     let from = rec.primary.clone().ok_or("no primary to copy from")?;
-    let from_addr = addrs.get(&from).ok_or("primary has no address")?;
+    let from_addr = cluster.addr_of(&from).ok_or("primary has no address")?;
     let pull = cluster
         .shards
         .client
-        .pull(&target_addr, id, rec.epoch, from_addr);
+        .pull(&target_addr, id, rec.epoch, &from_addr);
     let copy_span = tracing::info_span!("shard.copy", shard = id, from = %from, to = %target, epoch = rec.epoch);
     tokio::select! {
         r = pull.instrument(copy_span) => r.map_err(|e| e.to_string())?,
@@ -658,7 +700,7 @@ async fn copy(cluster: &Cluster, id: u32, target: &str, cancel: &Notify) -> Resu
     }
     let marked = cluster
         .shards
-        .change(id, &addrs, None, |r| {
+        .change(id, &cluster.nodes, None, |r| {
             if r.epoch == rec.epoch {
                 for x in r.replicas.iter_mut().filter(|x| x.node == target) {
                     x.in_sync = true;
@@ -676,11 +718,21 @@ async fn copy(cluster: &Cluster, id: u32, target: &str, cancel: &Notify) -> Resu
 pub fn update_stats(cluster: &Cluster) {
     let stats = cluster.shards.stats();
     let now = std::time::Instant::now();
-    for cell in cluster.nodes.all() {
-        let held = stats
-            .per_node
-            .get(cell.id.as_ref())
-            .map_or(0, |(p, r)| p + r);
+    // Only holders, now or at the last update, can have a changed count: this runs
+    // every pass, and the fleet may be far larger than the set of holders.
+    let mut holders = lock(&cluster.mover.holders);
+    let visit: std::collections::BTreeSet<String> = holders
+        .drain()
+        .chain(stats.per_node.keys().cloned())
+        .collect();
+    for id in visit {
+        let held = stats.per_node.get(&id).map_or(0, |(p, r)| p + r);
+        if held > 0 {
+            holders.insert(id.clone());
+        }
+        let Some(cell) = cluster.nodes.get(&id) else {
+            continue;
+        };
         let mut n = cell.lock();
         if n.shards_held != held {
             n.shards_held = held;

@@ -148,6 +148,20 @@ impl Registry {
         v
     }
 
+    /// The node's reported address, if it is known and has one.
+    pub fn addr_of(&self, id: &str) -> Option<String> {
+        let addr = self.get(id)?.lock().record.addr.clone();
+        (!addr.is_empty()).then_some(addr)
+    }
+
+    /// Visits every cell in no particular order, without collecting or sorting.
+    /// Holds the registry's read lock: `f` must not insert or remove nodes.
+    pub fn for_each(&self, mut f: impl FnMut(&Arc<NodeCell>)) {
+        for cell in self.read().values() {
+            f(cell);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.read().len()
     }
@@ -158,5 +172,11 @@ impl Registry {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<NodeCell>>> {
         self.nodes.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl crate::shards::AddrBook for Registry {
+    fn addr_of(&self, node: &str) -> Option<String> {
+        Registry::addr_of(self, node)
     }
 }

@@ -36,8 +36,20 @@ pub struct ShardSet {
     last_version: AtomicU64,
 }
 
-/// Where a change must reach: node id → address, for the holders of a record.
+/// Node id → address.
 pub type Addrs = HashMap<String, String>;
+
+/// Resolves the addresses a change must reach. Changes look up only the holders of
+/// the changed record, so callers never need to build a map of every node.
+pub trait AddrBook: Sync {
+    fn addr_of(&self, node: &str) -> Option<String>;
+}
+
+impl AddrBook for Addrs {
+    fn addr_of(&self, node: &str) -> Option<String> {
+        self.get(node).cloned()
+    }
+}
 
 impl ShardSet {
     pub fn load(
@@ -103,7 +115,7 @@ impl ShardSet {
     pub async fn change(
         &self,
         id: u32,
-        addrs: &Addrs,
+        addrs: &impl AddrBook,
         reset: Option<&str>,
         f: impl FnOnce(&mut ShardRecord),
     ) -> Result<Option<ShardRecord>, String> {
@@ -124,7 +136,7 @@ impl ShardSet {
     pub async fn change_checked(
         &self,
         id: u32,
-        addrs: &Addrs,
+        addrs: &impl AddrBook,
         reset: Option<&str>,
         f: impl FnOnce(&mut ShardRecord),
     ) -> Result<Option<(ShardRecord, Vec<String>)>, String> {
@@ -141,7 +153,11 @@ impl ShardSet {
         let create_all = !guard.assigned;
         next.assigned |= next.primary.is_some();
         let (store, client) = (self.store.clone(), self.client.clone());
-        let (addrs, reset) = (addrs.clone(), reset.map(str::to_owned));
+        let addrs: Addrs = next
+            .write_set()
+            .filter_map(|(n, _)| Some((n.to_string(), addrs.addr_of(n)?)))
+            .collect();
+        let reset = reset.map(str::to_owned);
         tokio::spawn(async move {
             let mut guard = guard;
             let commit = next.clone();

@@ -273,6 +273,19 @@ pub fn encode_key(key: &str) -> String {
 
 impl TestCluster {
     /// Every shard has a primary and rf-1 in-sync replicas on distinct known nodes.
+    /// Waits until [`TestCluster::check_consistent_map`] holds: a surplus copy is
+    /// trimmed, and an in-progress copy finishes, a pass after the move that made it.
+    pub fn wait_consistent_map(&self, rf: usize, timeout: Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.check_consistent_map(rf) {
+                Ok(()) => return Ok(()),
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
     pub fn check_consistent_map(&self, rf: usize) -> Result<(), String> {
         let known: Vec<String> = self
             .nodes_json()?

@@ -91,10 +91,9 @@ pub async fn assign(cluster: &Cluster, id: &str, body: &[u8]) -> Resp {
             Some(all)
         }
     };
-    let addrs = cluster.addrs();
     match cluster
         .shards
-        .change(id, &addrs, None, |r| r.pinned = pin)
+        .change(id, &cluster.nodes, None, |r| r.pinned = pin)
         .await
     {
         Ok(_) => {

@@ -269,7 +269,7 @@ fn chaos_soak_loses_no_acknowledged_write() {
 
     // Final audit.
     c.wait_green(Duration::from_secs(60));
-    if let Err(e) = c.check_consistent_map(2) {
+    if let Err(e) = c.wait_consistent_map(2, Duration::from_secs(20)) {
         fail(format!("inconsistent shard map: {e}"));
     }
     let acked = acked.into_inner().unwrap();
