@@ -138,13 +138,13 @@ impl Cluster {
             node = %cell.id,
             from = old.as_str(),
             to = new.as_str(),
-            reason = %inner.reason
+            reason = %inner.reason()
         );
         let _g = span.enter();
         if new == NodeState::Unhealthy {
-            tracing::warn!("node {} {} → {}: {}", cell.id, old, new, inner.reason);
+            tracing::warn!("node {} {} → {}: {}", cell.id, old, new, inner.reason());
         } else {
-            tracing::info!("node {} {} → {}: {}", cell.id, old, new, inner.reason);
+            tracing::info!("node {} {} → {}: {}", cell.id, old, new, inner.reason());
         }
     }
 

@@ -1,6 +1,7 @@
 //! The node health state machine of SPEC §3, as pure transitions so it can be tested
 //! from tables: heartbeats and timer ticks go in, a state and a human reason come out.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 use torua_protocol::{CheckResult, NodeState, Status};
 
@@ -18,7 +19,9 @@ pub struct HealthPolicy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Health {
     pub base: NodeState,
-    pub reason: String,
+    /// Static for the common states: a healthy node costs no allocation per
+    /// heartbeat and no heap per node.
+    pub reason: Cow<'static, str>,
     good_streak: u32,
 }
 
@@ -26,7 +29,7 @@ impl Default for Health {
     fn default() -> Self {
         Health {
             base: NodeState::Unknown,
-            reason: "no heartbeat yet since the coordinator started".into(),
+            reason: Cow::Borrowed("no heartbeat yet since the coordinator started"),
             good_streak: 0,
         }
     }
@@ -54,7 +57,7 @@ impl Health {
         if worst == Status::Fail {
             self.good_streak = 0;
             self.base = NodeState::Unhealthy;
-            self.reason = describe(checks, Status::Fail, liveness, readiness);
+            self.reason = describe(checks, Status::Fail, liveness, readiness).into();
             return;
         }
         if self.base == NodeState::Unhealthy {
@@ -63,17 +66,18 @@ impl Health {
                 self.reason = format!(
                     "recovering: {}/{} good heartbeats",
                     self.good_streak, p.recover_after
-                );
+                )
+                .into();
                 return;
             }
         }
         self.good_streak = 0;
         if worst == Status::Warn {
             self.base = NodeState::Degraded;
-            self.reason = describe(checks, Status::Warn, liveness, readiness);
+            self.reason = describe(checks, Status::Warn, liveness, readiness).into();
         } else {
             self.base = NodeState::Healthy;
-            self.reason = "all checks pass".into();
+            self.reason = Cow::Borrowed("all checks pass");
         }
     }
 
@@ -89,34 +93,49 @@ impl Health {
             let convicted =
                 self.base != NodeState::Unhealthy || !self.reason.starts_with("no heartbeat");
             self.base = NodeState::Unhealthy;
-            self.reason = format!("no heartbeat for {secs:.1}s (phi {phi:.1})");
+            self.reason = format!("no heartbeat for {secs:.1}s (phi {phi:.1})").into();
             return convicted;
         }
         if phi >= p.suspect_phi && self.base == NodeState::Healthy {
             self.base = NodeState::Degraded;
-            self.reason = format!("heartbeat late: {secs:.1}s (phi {phi:.1})");
+            self.reason = format!("heartbeat late: {secs:.1}s (phi {phi:.1})").into();
         }
         false
     }
 
     /// The state shown to operators: drains overlay health, but a real failure of a
     /// node that did not announce leaving still shows as `unhealthy`.
-    pub fn state(&self, o: Overlay) -> (NodeState, String) {
+    pub fn state(&self, o: Overlay) -> (NodeState, Cow<'static, str>) {
+        match self.overlaid(o) {
+            (state, Some(why)) => (state, Cow::Borrowed(why)),
+            (state, None) => (state, self.reason.clone()),
+        }
+    }
+
+    /// The shown state alone: the heartbeat path needs no reason string.
+    pub fn shown(&self, o: Overlay) -> NodeState {
+        self.overlaid(o).0
+    }
+
+    /// The shown state, and the overlay's reason if the overlay decides it.
+    fn overlaid(&self, o: Overlay) -> (NodeState, Option<&'static str>) {
         let draining = o.admin_drain || o.leaving;
         let failed = self.base == NodeState::Unhealthy && !o.leaving;
         if self.base == NodeState::Unknown && !o.leaving || failed || !draining {
-            return (self.base, self.reason.clone());
+            return (self.base, None);
         }
-        let why = if o.leaving {
-            "agent is leaving (SIGTERM)"
-        } else {
-            "drained by an operator"
+        let reason = match (o.leaving, o.holds_shards) {
+            (true, true) => "agent is leaving (SIGTERM): moving shards away",
+            (true, false) => "agent is leaving (SIGTERM): holds no shards",
+            (false, true) => "drained by an operator: moving shards away",
+            (false, false) => "drained by an operator: holds no shards",
         };
-        if o.holds_shards {
-            (NodeState::Draining, format!("{why}: moving shards away"))
+        let state = if o.holds_shards {
+            NodeState::Draining
         } else {
-            (NodeState::Drained, format!("{why}: holds no shards"))
-        }
+            NodeState::Drained
+        };
+        (state, Some(reason))
     }
 }
 

@@ -187,8 +187,8 @@ impl Cluster {
         }
         n.liveness = Some(hb.liveness);
         n.readiness = Some(hb.readiness);
-        n.checks = hb.checks;
-        n.metrics = hb.metrics;
+        n.checks.update(hb.checks);
+        n.metrics.update(hb.metrics);
         if let Some(old) = n.refresh_state(now) {
             self.state_changed(&cell, &n, old, now);
         }

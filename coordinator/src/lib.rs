@@ -28,6 +28,7 @@ pub mod persist;
 pub mod placement;
 pub mod reconcile;
 pub mod registry;
+pub mod reported;
 pub mod secrets;
 pub mod shardmap;
 pub mod shards;

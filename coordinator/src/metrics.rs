@@ -245,98 +245,88 @@ fn esc(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// One walk over the nodes, one short lock each, nothing cloned: each family is
+/// written into its own buffer (the format wants a family's series together) and
+/// the buffers are joined at the end.
 fn render_nodes(out: &mut String, nodes: &Registry, now: Instant) {
     let cells = nodes.all();
-    let views: Vec<_> = cells
-        .iter()
-        .map(|c| {
-            let n = c.lock();
-            (
-                c.id.clone(),
-                n.state,
-                n.heartbeat_age_secs(now),
-                n.phi(now),
-                n.checks
-                    .iter()
-                    .map(|c| (c.name.clone(), c.status.as_gauge()))
-                    .collect::<Vec<_>>(),
-                n.metrics.clone(),
-            )
-        })
-        .collect();
-
-    header(out, "torua_nodes", "Nodes by state.");
-    for s in NodeState::ALL {
-        let count = views.iter().filter(|v| v.1 == s).count();
-        let _ = writeln!(out, "torua_nodes{{state=\"{}\"}} {count}", s.as_str());
-    }
-    header(
-        out,
-        "torua_node_state",
-        "1 for the node's current state, 0 for the others.",
-    );
-    for (id, state, ..) in &views {
-        for s in NodeState::ALL {
-            let v = u8::from(*state == s);
+    let mut by_state = [0usize; NodeState::ALL.len()];
+    let mut state = String::with_capacity(cells.len() * 6 * 64);
+    let mut age = String::with_capacity(cells.len() * 56);
+    let mut phi = String::with_capacity(cells.len() * 40);
+    let mut checks = String::with_capacity(cells.len() * 64);
+    let mut pushed = String::with_capacity(cells.len() * 2 * 72);
+    for cell in &cells {
+        let id = esc(&cell.id);
+        let n = cell.lock();
+        for (i, s) in NodeState::ALL.iter().enumerate() {
+            let v = u8::from(n.state == *s);
+            by_state[i] += usize::from(v);
             let _ = writeln!(
-                out,
-                "torua_node_state{{node=\"{}\",state=\"{}\"}} {v}",
-                esc(id),
+                state,
+                "torua_node_state{{node=\"{id}\",state=\"{}\"}} {v}",
                 s.as_str()
             );
         }
-    }
-    header(
-        out,
-        "torua_node_heartbeat_age_seconds",
-        "Seconds since the node's last accepted heartbeat.",
-    );
-    for (id, _, age, ..) in &views {
-        if let Some(age) = age {
+        if let Some(a) = n.heartbeat_age_secs(now) {
             let _ = writeln!(
-                out,
-                "torua_node_heartbeat_age_seconds{{node=\"{}\"}} {age:.3}",
-                esc(id)
+                age,
+                "torua_node_heartbeat_age_seconds{{node=\"{id}\"}} {a:.3}"
             );
         }
-    }
-    header(
-        out,
-        "torua_node_phi",
-        "Phi accrual suspicion level of the node.",
-    );
-    for (id, _, _, phi, ..) in &views {
-        let _ = writeln!(out, "torua_node_phi{{node=\"{}\"}} {phi:.3}", esc(id));
-    }
-    header(
-        out,
-        "torua_node_check_status",
-        "Agent check status per node: 0 pass, 1 warn, 2 fail.",
-    );
-    for (id, _, _, _, checks, _) in &views {
-        for (check, v) in checks {
+        let _ = writeln!(phi, "torua_node_phi{{node=\"{id}\"}} {:.3}", n.phi(now));
+        for c in n.checks.iter() {
             let _ = writeln!(
-                out,
-                "torua_node_check_status{{node=\"{}\",check=\"{}\"}} {v}",
-                esc(id),
-                esc(check)
+                checks,
+                "torua_node_check_status{{node=\"{id}\",check=\"{}\"}} {}",
+                esc(&c.name),
+                c.status.as_gauge()
             );
         }
-    }
-    header(
-        out,
-        "torua_node_metric",
-        "Metrics pushed by the node's agent, by name.",
-    );
-    for (id, _, _, _, _, metrics) in &views {
-        for (name, v) in metrics {
+        for (name, v) in n.metrics.iter() {
             let _ = writeln!(
-                out,
-                "torua_node_metric{{node=\"{}\",name=\"{}\"}} {v}",
-                esc(id),
+                pushed,
+                "torua_node_metric{{node=\"{id}\",name=\"{}\"}} {v}",
                 esc(name)
             );
         }
+    }
+
+    header(out, "torua_nodes", "Nodes by state.");
+    for (s, count) in NodeState::ALL.iter().zip(by_state) {
+        let _ = writeln!(out, "torua_nodes{{state=\"{}\"}} {count}", s.as_str());
+    }
+    let families = [
+        (
+            "torua_node_state",
+            "1 for the node's current state, 0 for the others.",
+            state,
+        ),
+        (
+            "torua_node_heartbeat_age_seconds",
+            "Seconds since the node's last accepted heartbeat.",
+            age,
+        ),
+        (
+            "torua_node_phi",
+            "Phi accrual suspicion level of the node.",
+            phi,
+        ),
+        (
+            "torua_node_check_status",
+            "Agent check status per node: 0 pass, 1 warn, 2 fail.",
+            checks,
+        ),
+        (
+            "torua_node_metric",
+            "Metrics pushed by the node's agent, by name.",
+            pushed,
+        ),
+    ];
+    out.reserve(families.iter().map(|f| f.2.len() + 128).sum());
+    for (name, help, body) in families {
+        header(out, name, help);
+        out.push_str(&body);
     }
 }
 

@@ -3,12 +3,13 @@
 
 use crate::detector::PhiDetector;
 use crate::health::{Health, Overlay};
+use crate::reported::{Checks, Metrics};
 use crate::secrets::NodeKeys;
 use crate::store::NodeRecord;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
-use torua_protocol::{CheckResult, NodeState, ReplayMark, Status};
+use torua_protocol::{NodeState, ReplayMark, Status};
 
 /// Everything the coordinator knows about one node.
 pub struct NodeCell {
@@ -29,12 +30,11 @@ pub struct NodeInner {
     pub interval_ms: u64,
     pub health: Health,
     pub state: NodeState,
-    pub reason: String,
     pub state_since: Instant,
     pub liveness: Option<Status>,
     pub readiness: Option<Status>,
-    pub checks: Vec<CheckResult>,
-    pub metrics: BTreeMap<String, f64>,
+    pub checks: Checks,
+    pub metrics: Metrics,
     pub shards_held: usize,
     /// True while the deadline task holds a timer for this node.
     pub scheduled: bool,
@@ -52,8 +52,7 @@ impl NodeInner {
 
     /// Recomputes the shown state; returns the previous one if it changed.
     pub fn refresh_state(&mut self, now: Instant) -> Option<NodeState> {
-        let (state, reason) = self.health.state(self.overlay());
-        self.reason = reason;
+        let state = self.health.shown(self.overlay());
         if state == self.state {
             return None;
         }
@@ -61,6 +60,11 @@ impl NodeInner {
         self.state = state;
         self.state_since = now;
         Some(old)
+    }
+
+    /// Why the node is in its state, for people.
+    pub fn reason(&self) -> std::borrow::Cow<'static, str> {
+        self.health.state(self.overlay()).1
     }
 
     pub fn heartbeat_age_secs(&self, now: Instant) -> Option<f64> {
@@ -79,7 +83,7 @@ impl NodeInner {
 impl NodeCell {
     pub fn new(id: Arc<str>, keys: NodeKeys, record: NodeRecord, now: Instant) -> NodeCell {
         let health = Health::default();
-        let (state, reason) = health.state(Overlay {
+        let state = health.shown(Overlay {
             admin_drain: record.admin_drain,
             leaving: record.leaving,
             holds_shards: false,
@@ -97,12 +101,11 @@ impl NodeCell {
                 interval_ms: 1000,
                 health,
                 state,
-                reason,
                 state_since: now,
                 liveness: None,
                 readiness: None,
-                checks: Vec::new(),
-                metrics: BTreeMap::new(),
+                checks: Checks::default(),
+                metrics: Metrics::default(),
                 shards_held: 0,
                 scheduled: false,
                 removed: false,

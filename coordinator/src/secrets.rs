@@ -91,7 +91,7 @@ impl KeyRing {
             previous: self
                 .previous
                 .as_deref()
-                .map(|p| derive_node_key(p, node_id)),
+                .map(|p| Box::new(derive_node_key(p, node_id))),
         }
     }
 }
@@ -100,7 +100,9 @@ impl KeyRing {
 #[derive(Debug, Clone)]
 pub struct NodeKeys {
     pub current: NodeKey,
-    pub previous: Option<NodeKey>,
+    /// Boxed: only during a rotation does a node carry a second key, and the
+    /// registry holds one of these per node.
+    pub previous: Option<Box<NodeKey>>,
 }
 
 impl NodeKeys {
