@@ -12,7 +12,7 @@ use crate::secrets::KeyRing;
 use crate::shards::ShardSet;
 use crate::store::{ClusterMeta, NodeRecord};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use tokio::sync::mpsc;
 use torua_protocol::{NodeState, ReplayPolicy};
@@ -39,7 +39,7 @@ pub struct Cluster {
     pub persist: PersistHandle,
     pub shards: ShardSet,
     pub mover: Mover,
-    schedule: mpsc::UnboundedSender<Arc<NodeCell>>,
+    schedule: mpsc::UnboundedSender<(Arc<NodeCell>, u32)>,
 }
 
 #[derive(Debug, Error)]
@@ -58,7 +58,7 @@ impl Cluster {
         meta: ClusterMeta,
         admin_token: Option<String>,
         persist: PersistHandle,
-        schedule: mpsc::UnboundedSender<Arc<NodeCell>>,
+        schedule: mpsc::UnboundedSender<(Arc<NodeCell>, u32)>,
         records: Vec<(String, NodeRecord)>,
         shards: ShardSet,
     ) -> Cluster {
@@ -107,12 +107,21 @@ impl Cluster {
         self.nodes.addr_of(id)
     }
 
-    /// Arms the node's deadline timer if it has none.
+    /// Arms the node's deadline timer if it has none, or if the one it has fires
+    /// later than the node could now first turn suspect: after a conviction the
+    /// armed timer is the hard timeout, seconds away, and a node that recovers and
+    /// stops again must not wait for it.
     pub fn ensure_scheduled(&self, cell: &Arc<NodeCell>, inner: &mut NodeInner) {
-        if !inner.scheduled {
-            inner.scheduled = true;
+        let (Some(last), Some(det)) = (inner.last_heartbeat, &inner.detector) else {
+            return;
+        };
+        let first = Duration::from_secs_f64(det.elapsed_at(self.y_suspect).max(0.0) / 1000.0);
+        let due = last + first;
+        if inner.timer.is_none_or(|t| t > due) {
+            inner.timer = Some(due);
+            inner.timer_gen = inner.timer_gen.wrapping_add(1);
             // The receiver lives as long as the server; a send error means shutdown.
-            let _ = self.schedule.send(cell.clone());
+            let _ = self.schedule.send((cell.clone(), inner.timer_gen));
         }
     }
 

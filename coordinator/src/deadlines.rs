@@ -1,7 +1,10 @@
 //! One timer per node, not a scan of every node per tick: a min-heap of deadlines
 //! served by a single task. Heartbeats never touch the heap; when a node's timer fires
 //! the task re-reads the node and, if heartbeats arrived meanwhile, simply re-arms it
-//! from the newest one. Each node costs at most one heap entry.
+//! from the newest one. A node has one live heap entry; a heartbeat replaces it (by
+//! bumping the node's timer generation) only when the armed timer would fire later
+//! than the node's new first deadline, which happens after a conviction, not in
+//! steady state.
 
 use crate::cluster::Cluster;
 use crate::registry::NodeCell;
@@ -15,6 +18,7 @@ use tokio::time::Instant;
 struct Entry {
     at: Instant,
     cell: Arc<NodeCell>,
+    gen: u32,
 }
 
 impl PartialEq for Entry {
@@ -37,7 +41,7 @@ impl Ord for Entry {
 /// Runs until `shutdown` resolves.
 pub async fn run(
     cluster: Arc<Cluster>,
-    mut rx: mpsc::UnboundedReceiver<Arc<NodeCell>>,
+    mut rx: mpsc::UnboundedReceiver<(Arc<NodeCell>, u32)>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -46,10 +50,10 @@ pub async fn run(
         let next = heap.peek().map(|Reverse(e)| e.at);
         tokio::select! {
             _ = &mut shutdown => return,
-            cell = rx.recv() => match cell {
-                Some(cell) => {
-                    if let Some(at) = evaluate(&cluster, &cell, Duration::ZERO) {
-                        heap.push(Reverse(Entry { at, cell }));
+            msg = rx.recv() => match msg {
+                Some((cell, gen)) => {
+                    if let Some((at, gen)) = evaluate(&cluster, &cell, gen, Duration::ZERO) {
+                        heap.push(Reverse(Entry { at, cell, gen }));
                     }
                 }
                 None => return,
@@ -59,8 +63,8 @@ pub async fn run(
                 while heap.peek().is_some_and(|Reverse(e)| e.at <= now) {
                     let Reverse(e) = heap.pop().expect("peeked");
                     let lag = now.saturating_duration_since(e.at);
-                    if let Some(at) = evaluate(&cluster, &e.cell, lag) {
-                        heap.push(Reverse(Entry { at, cell: e.cell }));
+                    if let Some((at, gen)) = evaluate(&cluster, &e.cell, e.gen, lag) {
+                        heap.push(Reverse(Entry { at, cell: e.cell, gen }));
                     }
                 }
             }
@@ -79,19 +83,23 @@ async fn sleep_until(at: Option<Instant>) {
 /// not running (SIGSTOP, a VM pause, swap): the silence it sees is its own.
 const STALL: Duration = Duration::from_millis(250);
 
-/// Applies the detector's current view to the node; returns when to look again, or
-/// None when nothing can change before the next heartbeat. `lag` is how late this
-/// timer fired.
-fn evaluate(cluster: &Cluster, cell: &NodeCell, lag: Duration) -> Option<Instant> {
+/// Applies the detector's current view to the node; returns when to look again (and
+/// the timer generation), or None when nothing can change before the next heartbeat.
+/// `gen` is the generation the timer was armed with; `lag` is how late it fired.
+fn evaluate(cluster: &Cluster, cell: &NodeCell, gen: u32, lag: Duration) -> Option<(Instant, u32)> {
     let now_std = std::time::Instant::now();
     let now = Instant::now();
     let mut n = cell.lock();
+    if gen != n.timer_gen {
+        // Superseded by an earlier timer, which is (or is about to be) armed too.
+        return None;
+    }
     let (Some(last), Some(det)) = (n.last_heartbeat, n.detector.clone()) else {
-        n.scheduled = false;
+        n.timer = None;
         return None;
     };
     if n.removed {
-        n.scheduled = false;
+        n.timer = None;
         return None;
     }
     let elapsed_ms = now_std.saturating_duration_since(last).as_secs_f64() * 1000.0;
@@ -104,7 +112,8 @@ fn evaluate(cluster: &Cluster, cell: &NodeCell, lag: Duration) -> Option<Instant
             "node {}: timer fired {lag:?} late; re-checking in {grace:?}",
             cell.id
         );
-        return Some(now + grace);
+        n.timer = Some(now_std + grace);
+        return Some((now + grace, n.timer_gen));
     }
     let phi = det.phi(elapsed_ms);
     let policy = cluster.policy;
@@ -123,8 +132,10 @@ fn evaluate(cluster: &Cluster, cell: &NodeCell, lag: Duration) -> Option<Instant
         .filter(|d| *d > elapsed_ms)
         .fold(f64::MAX, f64::min);
     if next == f64::MAX {
-        n.scheduled = false;
+        n.timer = None;
         return None;
     }
-    Some(now + Duration::from_secs_f64((next - elapsed_ms + 1.0) / 1000.0))
+    let wait = Duration::from_secs_f64((next - elapsed_ms + 1.0) / 1000.0);
+    n.timer = Some(now_std + wait);
+    Some((now + wait, n.timer_gen))
 }

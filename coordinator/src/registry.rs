@@ -36,8 +36,11 @@ pub struct NodeInner {
     pub checks: Checks,
     pub metrics: Metrics,
     pub shards_held: usize,
-    /// True while the deadline task holds a timer for this node.
-    pub scheduled: bool,
+    /// When the node's armed timer fires; None while it has none.
+    pub timer: Option<Instant>,
+    /// Generation of the armed timer: the deadline task drops heap entries of
+    /// older generations (timers superseded by an earlier one).
+    pub timer_gen: u32,
     pub removed: bool,
 }
 
@@ -107,7 +110,8 @@ impl NodeCell {
                 checks: Checks::default(),
                 metrics: Metrics::default(),
                 shards_held: 0,
-                scheduled: false,
+                timer: None,
+                timer_gen: 0,
                 removed: false,
             }),
         }

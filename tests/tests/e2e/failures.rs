@@ -73,6 +73,34 @@ fn stopped_agent_is_unhealthy_for_missing_heartbeats_then_recovers() {
     c.wait_state("n1", "healthy", SOON);
 }
 
+/// After a conviction the node's armed timer is the hard timeout, seconds away. A node
+/// that recovers and fails again must be caught as fast as the first time, not when
+/// that old timer fires.
+#[test]
+fn a_second_failure_right_after_recovery_is_caught_as_fast() {
+    let c = TestCluster::start(Options {
+        nodes: 1,
+        interval: "250ms",
+        ..Default::default()
+    });
+    c.wait_all("healthy", Duration::from_secs(20));
+    c.agents[0].stop();
+    c.wait_state("n1", "unhealthy", SOON);
+    c.agents[0].cont();
+    c.wait_state("n1", "healthy", SOON);
+    let t = Instant::now();
+    c.agents[0].stop();
+    c.wait_state("n1", "unhealthy", SOON);
+    let second = t.elapsed();
+    c.agents[0].cont();
+    eprintln!("second agent SIGSTOP → unhealthy in {second:?} (250 ms heartbeats)");
+    // ~0.5 s expected; the stale timer made it ~3.3 s.
+    assert!(
+        second < Duration::from_secs(2),
+        "second failure took {second:?} to detect"
+    );
+}
+
 #[test]
 fn agent_sigterm_drains_its_node() {
     let mut c = TestCluster::start(Options {
