@@ -3,7 +3,6 @@
 
 use crate::heartbeat::Heartbeat;
 use crate::PROTOCOL_VERSION;
-use std::collections::HashSet;
 use thiserror::Error;
 
 /// Largest heartbeat body accepted.
@@ -79,22 +78,24 @@ pub fn is_valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
-fn check_name(path: &str, s: &str) -> Result<(), DecodeError> {
+// Paths are built only on failure: the happy path of a heartbeat allocates nothing
+// here.
+fn check_name(path: impl FnOnce() -> String, s: &str) -> Result<(), DecodeError> {
     if is_valid_name(s) {
         Ok(())
     } else {
         Err(invalid(
-            path,
+            path(),
             format!("{s:?} must match [A-Za-z0-9_.:-]{{1,64}}"),
         ))
     }
 }
 
-fn check_finite(path: impl Into<String>, x: f64) -> Result<(), DecodeError> {
+fn check_finite(path: impl FnOnce() -> String, x: f64) -> Result<(), DecodeError> {
     if x.is_finite() {
         Ok(())
     } else {
-        Err(invalid(path, "must be a finite number"))
+        Err(invalid(path(), "must be a finite number"))
     }
 }
 
@@ -126,7 +127,7 @@ pub fn validate(hb: &Heartbeat) -> Result<(), DecodeError> {
             format!("unsupported version {}, expected {PROTOCOL_VERSION}", hb.v),
         ));
     }
-    check_name("node_id", &hb.node_id)?;
+    check_name(|| "node_id".into(), &hb.node_id)?;
     if hb.incarnation == 0 {
         return Err(invalid("incarnation", "must be > 0"));
     }
@@ -146,20 +147,20 @@ pub fn validate(hb: &Heartbeat) -> Result<(), DecodeError> {
             format!("{} checks, the limit is {MAX_CHECKS}", hb.checks.len()),
         ));
     }
-    let mut seen = HashSet::with_capacity(hb.checks.len());
     for (i, c) in hb.checks.iter().enumerate() {
-        check_name(&format!("checks[{i}].name"), &c.name)?;
-        if !seen.insert(c.name.as_str()) {
+        check_name(|| format!("checks[{i}].name"), &c.name)?;
+        // A linear scan: there are at most MAX_CHECKS, usually a handful.
+        if hb.checks[..i].iter().any(|o| o.name == c.name) {
             return Err(invalid(
                 format!("checks[{i}].name"),
                 format!("duplicate check {:?}", c.name),
             ));
         }
-        check_finite(format!("checks[{i}].duration_ms"), c.duration_ms)?;
+        check_finite(|| format!("checks[{i}].duration_ms"), c.duration_ms)?;
         if c.duration_ms < 0.0 {
             return Err(invalid(format!("checks[{i}].duration_ms"), "must be >= 0"));
         }
-        if c.message.chars().count() > MAX_MESSAGE_CHARS {
+        if c.message.len() > MAX_MESSAGE_CHARS && c.message.chars().count() > MAX_MESSAGE_CHARS {
             return Err(invalid(
                 format!("checks[{i}].message"),
                 format!("longer than {MAX_MESSAGE_CHARS} characters"),
@@ -173,10 +174,10 @@ pub fn validate(hb: &Heartbeat) -> Result<(), DecodeError> {
         ));
     }
     for (name, value) in &hb.metrics {
-        check_name(&format!("metrics.{name}"), name)?;
-        check_finite(format!("metrics.{name}"), *value)?;
+        check_name(|| format!("metrics.{name}"), name)?;
+        check_finite(|| format!("metrics.{name}"), *value)?;
     }
-    check_finite("capacity.weight", hb.capacity.weight)?;
+    check_finite(|| "capacity.weight".into(), hb.capacity.weight)?;
     if hb.capacity.weight <= 0.0 {
         return Err(invalid("capacity.weight", "must be > 0"));
     }
