@@ -2,14 +2,14 @@
 //! spread over keep-alive HTTP/1.1 connections, sending at a fixed aggregate rate
 //! (open loop: latency counts from the moment a request was *due*, so a slow
 //! coordinator cannot hide behind back-pressure).
+//!
+//! Requests go out through [`Wire`], a lean keep-alive client in the style of `wrk`:
+//! the generator shares the machine with the coordinator, so every microsecond it
+//! spends is taken from the system under test.
 
-use crate::http::connect;
+use crate::wire::Wire;
 use anyhow::Result;
-use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::Request;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -106,7 +106,7 @@ pub fn fleet(secret: &[u8], nodes: usize, connections: usize, addr: SocketAddr) 
     let mut conns: Vec<Conn> = (0..connections)
         .map(|_| Conn {
             addr,
-            send: None,
+            wire: None,
             nodes: Vec::new(),
             next: 0,
         })
@@ -122,7 +122,7 @@ pub fn fleet(secret: &[u8], nodes: usize, connections: usize, addr: SocketAddr) 
 /// One keep-alive connection and the simulated nodes that take turns on it.
 pub struct Conn {
     addr: SocketAddr,
-    send: Option<SendRequest<Full<Bytes>>>,
+    wire: Option<Wire>,
     pub nodes: Vec<SimNode>,
     next: usize,
 }
@@ -184,37 +184,24 @@ pub enum Outcome {
 impl Conn {
     /// Sends the next node's heartbeat and waits for the answer.
     pub async fn send_one(&mut self, interval_ms: u64) -> Result<Outcome> {
-        if self.send.as_ref().is_none_or(|s| s.is_closed()) {
-            self.send = Some(connect(self.addr).await?);
-        }
+        let wire = match &mut self.wire {
+            Some(w) => w,
+            None => self.wire.insert(Wire::connect(self.addr).await?),
+        };
         let i = self.next;
         self.next = (self.next + 1) % self.nodes.len();
         let (body, auth) = self.nodes[i].next(interval_ms);
-        let req = Request::post("/v1/heartbeat")
-            .header("host", "coordinator")
-            .header("content-type", "application/json")
-            .header("authorization", auth)
-            .body(Full::new(Bytes::from(body)))?;
-        let send = self.send.as_mut().expect("connected");
-        let res = async {
-            send.ready().await?;
-            let res = send.send_request(req).await?;
-            let status = res.status().as_u16();
-            let body = res.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, body))
-        }
-        .await;
-        let (status, body) = match res {
+        let (status, body) = match wire.post("/v1/heartbeat", &auth, &body).await {
             Ok(r) => r,
             Err(e) => {
-                self.send = None;
+                self.wire = None;
                 return Err(e);
             }
         };
         if status == 200 {
             return Ok(Outcome::Accepted);
         }
-        let code = serde_json::from_slice::<serde_json::Value>(&body)
+        let code = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
             .unwrap_or_else(|| format!("http_{status}"));

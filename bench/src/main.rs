@@ -14,6 +14,7 @@ mod load;
 mod proc;
 mod report;
 mod scrape;
+mod wire;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
