@@ -190,7 +190,7 @@ async fn soak(args: &Args) -> Result<Value> {
             }
         })
     };
-    let conns = load::fleet(SECRET, args.soak_agents, args.soak_agents, coord.addr);
+    let conns = load::fleet(SECRET, args.soak_agents, args.soak_agents, coord.addr, 1000);
     let end = Instant::now() + Duration::from_secs_f64(args.soak_secs);
     let jitter = args.soak_jitter;
     // Senders outlive the watch: the count is read while every agent still sends.
@@ -204,7 +204,7 @@ async fn soak(args: &Args) -> Result<Value> {
                 tokio::time::sleep(Duration::from_secs_f64(fastrand::f64())).await;
                 let (mut ok, mut bad) = (0u64, 0u64);
                 while sending.load(Ordering::Relaxed) {
-                    match c.send_one(1000).await {
+                    match c.send_one().await {
                         Ok(load::Outcome::Accepted) => ok += 1,
                         _ => bad += 1,
                     }

@@ -22,7 +22,7 @@ pub use imp::compare;
 mod imp {
     use super::*;
     use crate::heartbeats::{median_steps, print_steps};
-    use crate::load::Tally;
+    use crate::load::{run_rate, Outcome, Sender};
     use crate::proc::{find_tool, free_port, Proc, ProcStats, MIB};
     use crate::report::{self, f1, f2};
     use anyhow::{bail, Context};
@@ -103,53 +103,15 @@ mod imp {
                 .context("keep-alive stream closed")?;
             Ok(resp.ttl() > 0)
         }
+    }
 
-        async fn run_open(
-            mut self,
-            start: Instant,
-            offset: Duration,
-            period: Duration,
-            end: Instant,
-        ) -> (Conn, Tally) {
-            let grace = Duration::from_secs(2);
-            let mut t = Tally::new();
-            let mut k: u32 = 0;
-            loop {
-                let due = start + offset + period * k;
-                if due >= end {
-                    break;
-                }
-                let now = Instant::now();
-                if now > end + grace {
-                    t.unsent +=
-                        (end.duration_since(due).as_secs_f64() / period.as_secs_f64()) as u64 + 1;
-                    break;
-                }
-                if due > now {
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                let sent = Instant::now();
-                let r = self.keep_alive_one().await;
-                let done = Instant::now();
-                match r {
-                    Ok(live) => {
-                        let _ = t
-                            .latency
-                            .record(done.duration_since(due).as_micros().max(1) as u64);
-                        let _ = t
-                            .service
-                            .record(done.duration_since(sent).as_micros().max(1) as u64);
-                        if live {
-                            t.accepted += 1;
-                        } else {
-                            *t.rejected.entry("expired".into()).or_default() += 1;
-                        }
-                    }
-                    Err(_) => t.errors += 1,
-                }
-                k += 1;
-            }
-            (self, t)
+    impl Sender for Conn {
+        async fn send(&mut self) -> Result<Outcome> {
+            Ok(if self.keep_alive_one().await? {
+                Outcome::Accepted
+            } else {
+                Outcome::Rejected("expired".into())
+            })
         }
     }
 
@@ -214,25 +176,8 @@ mod imp {
             let mut these = Vec::new();
             for run in 1..=args.repeat.max(1) {
                 let (s0, g0) = (ProcStats::read(pid)?, ProcStats::read(me)?);
-                let n = conns.len() as f64;
-                let period = Duration::from_secs_f64(n / rate);
-                let start = Instant::now() + Duration::from_millis(20);
-                let end = start + step;
-                let handles: Vec<_> = conns
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        tokio::spawn(c.run_open(start, period.mul_f64(i as f64 / n), period, end))
-                    })
-                    .collect();
-                let mut total = Tally::new();
-                conns = Vec::new();
-                for h in handles {
-                    let (c, t) = h.await?;
-                    total.merge(&t);
-                    conns.push(c);
-                }
-                let wall = start.elapsed();
+                let (c, total, wall) = run_rate(conns, rate, step).await;
+                conns = c;
                 let (s1, g1) = (ProcStats::read(pid)?, ProcStats::read(me)?);
                 these
                     .push(Step::new("etcd", rate, run, &total, wall).with_proc(&s0, &s1, &g0, &g1));

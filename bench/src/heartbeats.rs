@@ -215,13 +215,19 @@ async fn run_async(args: Args) -> Result<()> {
 
     // Register the fleet: one heartbeat per node, then the memory per tracked node.
     let idle = ProcStats::read(pid)?;
-    let mut conns = load::fleet(SECRET, args.nodes, args.connections, coord.addr);
+    let mut conns = load::fleet(
+        SECRET,
+        args.nodes,
+        args.connections,
+        coord.addr,
+        interval_ms,
+    );
     for c in &mut conns {
         for n in &mut c.nodes {
             n.shardless = !args.take_shards;
         }
     }
-    let (mut conns, reg, reg_wall) = load::register(conns, interval_ms).await;
+    let (mut conns, reg, reg_wall) = load::register(conns).await;
     if reg.accepted as usize != args.nodes {
         bail!(
             "registration: {} of {} accepted (rejected {:?}, errors {}); coordinator log:\n{}",
@@ -274,7 +280,7 @@ async fn run_async(args: Args) -> Result<()> {
         let mut these = Vec::new();
         for run in 1..=args.repeat.max(1) {
             let (s0, g0) = (ProcStats::read(pid)?, ProcStats::read(me)?);
-            let (c, t, wall) = load::run_rate(conns, rate, step, interval_ms).await;
+            let (c, t, wall) = load::run_rate(conns, rate, step).await;
             conns = c;
             let (s1, g1) = (ProcStats::read(pid)?, ProcStats::read(me)?);
             these.push(Step::new("torua", rate, run, &t, wall).with_proc(&s0, &s1, &g0, &g1));

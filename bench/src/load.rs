@@ -11,6 +11,7 @@ use crate::wire::Wire;
 use anyhow::Result;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -99,8 +100,15 @@ pub fn body_with(
     b
 }
 
-/// The simulated fleet, `nodes` agents named `bench-<i>`, split over `connections`.
-pub fn fleet(secret: &[u8], nodes: usize, connections: usize, addr: SocketAddr) -> Vec<Conn> {
+/// The simulated fleet, `nodes` agents named `bench-<i>` declaring `interval_ms`,
+/// split over `connections`.
+pub fn fleet(
+    secret: &[u8],
+    nodes: usize,
+    connections: usize,
+    addr: SocketAddr,
+    interval_ms: u64,
+) -> Vec<Conn> {
     let incarnation = now_ms();
     let connections = connections.clamp(1, nodes.max(1));
     let mut conns: Vec<Conn> = (0..connections)
@@ -109,6 +117,7 @@ pub fn fleet(secret: &[u8], nodes: usize, connections: usize, addr: SocketAddr) 
             wire: None,
             nodes: Vec::new(),
             next: 0,
+            interval_ms,
         })
         .collect();
     for i in 0..nodes {
@@ -125,6 +134,8 @@ pub struct Conn {
     wire: Option<Wire>,
     pub nodes: Vec<SimNode>,
     next: usize,
+    /// The interval the simulated agents declare.
+    interval_ms: u64,
 }
 
 /// What a step of load produced.
@@ -183,14 +194,14 @@ pub enum Outcome {
 
 impl Conn {
     /// Sends the next node's heartbeat and waits for the answer.
-    pub async fn send_one(&mut self, interval_ms: u64) -> Result<Outcome> {
+    pub async fn send_one(&mut self) -> Result<Outcome> {
         let wire = match &mut self.wire {
             Some(w) => w,
             None => self.wire.insert(Wire::connect(self.addr).await?),
         };
         let i = self.next;
         self.next = (self.next + 1) % self.nodes.len();
-        let (body, auth) = self.nodes[i].next(interval_ms);
+        let (body, auth) = self.nodes[i].next(self.interval_ms);
         let (status, body) = match wire.post("/v1/heartbeat", &auth, &body).await {
             Ok(r) => r,
             Err(e) => {
@@ -208,62 +219,12 @@ impl Conn {
         Ok(Outcome::Rejected(code))
     }
 
-    /// Open loop: request k is due at `start + offset + k * period` until `end`; due
-    /// requests still unsent at `end + grace` are counted as `unsent`.
-    pub async fn run_open(
-        mut self,
-        start: Instant,
-        offset: Duration,
-        period: Duration,
-        end: Instant,
-        interval_ms: u64,
-    ) -> (Conn, Tally) {
-        let grace = Duration::from_secs(2);
-        let mut t = Tally::new();
-        let mut k: u32 = 0;
-        loop {
-            let due = start + offset + period * k;
-            if due >= end {
-                break;
-            }
-            let now = Instant::now();
-            if now > end + grace {
-                let left = (end.duration_since(due).as_secs_f64() / period.as_secs_f64()) as u64;
-                t.unsent += left + 1;
-                break;
-            }
-            if due > now {
-                tokio::time::sleep_until(due.into()).await;
-            }
-            let sent = Instant::now();
-            let outcome = self.send_one(interval_ms).await;
-            let done = Instant::now();
-            match outcome {
-                Ok(o) => {
-                    let _ = t
-                        .latency
-                        .record(done.duration_since(due).as_micros().max(1) as u64);
-                    let _ = t
-                        .service
-                        .record(done.duration_since(sent).as_micros().max(1) as u64);
-                    match o {
-                        Outcome::Accepted => t.accepted += 1,
-                        Outcome::Rejected(code) => *t.rejected.entry(code).or_default() += 1,
-                    }
-                }
-                Err(_) => t.errors += 1,
-            }
-            k += 1;
-        }
-        (self, t)
-    }
-
     /// Closed loop: one heartbeat for each of this connection's nodes, back to back.
-    pub async fn register_all(mut self, interval_ms: u64) -> (Conn, Tally) {
+    pub async fn register_all(mut self) -> (Conn, Tally) {
         let mut t = Tally::new();
         for _ in 0..self.nodes.len() {
             let sent = Instant::now();
-            match self.send_one(interval_ms).await {
+            match self.send_one().await {
                 Ok(o) => {
                     let _ = t.service.record(sent.elapsed().as_micros().max(1) as u64);
                     match o {
@@ -278,44 +239,110 @@ impl Conn {
     }
 }
 
-/// Runs `conns` at an aggregate `rate`/s for `dur`; returns the connections (with
-/// their nodes' seq advanced) and the merged tally, plus the wall time used.
-pub async fn run_rate(
-    conns: Vec<Conn>,
+/// One connection's side of an open-loop step, for any system under test.
+pub trait Sender: Send + 'static {
+    /// Sends one request and waits for its answer.
+    fn send(&mut self) -> impl Future<Output = Result<Outcome>> + Send;
+}
+
+impl Sender for Conn {
+    fn send(&mut self) -> impl Future<Output = Result<Outcome>> + Send {
+        self.send_one()
+    }
+}
+
+/// Open loop: request k is due at `start + offset + k * period` until `end`, and its
+/// latency counts from that due time; due requests still unsent at `end + grace` are
+/// counted as `unsent`.
+async fn run_open<S: Sender>(
+    mut sender: S,
+    start: Instant,
+    offset: Duration,
+    period: Duration,
+    end: Instant,
+) -> (S, Tally) {
+    let grace = Duration::from_secs(2);
+    let mut t = Tally::new();
+    let mut k: u32 = 0;
+    loop {
+        let due = start + offset + period * k;
+        if due >= end {
+            break;
+        }
+        let now = Instant::now();
+        if now > end + grace {
+            let left = (end.duration_since(due).as_secs_f64() / period.as_secs_f64()) as u64;
+            t.unsent += left + 1;
+            break;
+        }
+        if due > now {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let sent = Instant::now();
+        let outcome = sender.send().await;
+        let done = Instant::now();
+        match outcome {
+            Ok(o) => {
+                let _ = t
+                    .latency
+                    .record(done.duration_since(due).as_micros().max(1) as u64);
+                let _ = t
+                    .service
+                    .record(done.duration_since(sent).as_micros().max(1) as u64);
+                match o {
+                    Outcome::Accepted => t.accepted += 1,
+                    Outcome::Rejected(code) => *t.rejected.entry(code).or_default() += 1,
+                }
+            }
+            Err(_) => t.errors += 1,
+        }
+        k += 1;
+    }
+    (sender, t)
+}
+
+/// Runs `senders` at an aggregate `rate`/s for `dur`, each connection staggered
+/// evenly over one period; returns them (with their state advanced), the merged
+/// tally and the wall time used.
+pub async fn run_rate<S: Sender>(
+    senders: Vec<S>,
     rate: f64,
     dur: Duration,
-    interval_ms: u64,
-) -> (Vec<Conn>, Tally, Duration) {
-    let n = conns.len() as f64;
+) -> (Vec<S>, Tally, Duration) {
+    let n = senders.len() as f64;
     let period = Duration::from_secs_f64(n / rate);
     let start = Instant::now() + Duration::from_millis(20);
     let end = start + dur;
-    let handles: Vec<_> = conns
+    let handles: Vec<_> = senders
         .into_iter()
         .enumerate()
         .map(|(i, c)| {
-            // Stagger connections evenly over one period.
-            let offset = period.mul_f64(i as f64 / n);
-            tokio::spawn(c.run_open(start, offset, period, end, interval_ms))
+            tokio::spawn(run_open(
+                c,
+                start,
+                period.mul_f64(i as f64 / n),
+                period,
+                end,
+            ))
         })
         .collect();
     collect(handles, start).await
 }
 
 /// One heartbeat per node, as fast as the connections go (registers a fleet).
-pub async fn register(conns: Vec<Conn>, interval_ms: u64) -> (Vec<Conn>, Tally, Duration) {
+pub async fn register(conns: Vec<Conn>) -> (Vec<Conn>, Tally, Duration) {
     let start = Instant::now();
     let handles: Vec<_> = conns
         .into_iter()
-        .map(|c| tokio::spawn(c.register_all(interval_ms)))
+        .map(|c| tokio::spawn(c.register_all()))
         .collect();
     collect(handles, start).await
 }
 
-async fn collect(
-    handles: Vec<tokio::task::JoinHandle<(Conn, Tally)>>,
+async fn collect<S>(
+    handles: Vec<tokio::task::JoinHandle<(S, Tally)>>,
     start: Instant,
-) -> (Vec<Conn>, Tally, Duration) {
+) -> (Vec<S>, Tally, Duration) {
     let mut conns = Vec::with_capacity(handles.len());
     let mut total = Tally::new();
     for h in handles {

@@ -66,8 +66,8 @@ async fn scrape_phase(
 async fn run_async(args: Args) -> Result<()> {
     let machine = report::machine();
     let coord = Coordinator::start(&[]).await?;
-    let conns = load::fleet(SECRET, args.nodes, 64, coord.addr);
-    let (conns, reg, _) = load::register(conns, 1000).await;
+    let conns = load::fleet(SECRET, args.nodes, 64, coord.addr, 1000);
+    let (conns, reg, _) = load::register(conns).await;
     if reg.accepted as usize != args.nodes {
         bail!(
             "registration: {} of {} accepted ({:?})",
@@ -88,7 +88,6 @@ async fn run_async(args: Args) -> Result<()> {
             conns,
             args.nodes as f64,
             Duration::from_secs_f64(secs),
-            1000,
         ));
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (ms, bytes, series) = scrape_phase(&mut client, args.scrapes, pause).await?;
