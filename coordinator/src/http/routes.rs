@@ -254,7 +254,7 @@ pub(super) fn check_admin(cluster: &Cluster, req: &Request<Incoming>) -> Option<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if crate::secrets::constant_time_eq(given.as_bytes(), token.as_bytes()) {
+    if crate::secrets::token_matches(given, token) {
         None
     } else {
         Some(error(
