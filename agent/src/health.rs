@@ -99,8 +99,8 @@ pub struct Health {
     pub first_round: Notify,
 }
 
-/// What `/readyz` and the heartbeat need at one instant.
-#[derive(Debug, Clone, PartialEq)]
+/// What `/readyz`, `/status` and the heartbeat need at one instant.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Snapshot {
     pub liveness: Status,
     pub readiness: Status,

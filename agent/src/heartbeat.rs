@@ -6,6 +6,7 @@ use crate::checks::{describe_error, disk_space, HttpClient};
 use crate::config::{http_uri, Config};
 use crate::health::Health;
 use crate::metrics::{Metrics, SendResult};
+use crate::procfile::ProcFile;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -50,6 +51,7 @@ pub struct Heartbeater {
     url: hyper::Uri,
     capacity: Capacity,
     disk_path: PathBuf,
+    loadavg: ProcFile,
     key: NodeKey,
     client: HttpClient,
     health: Arc<Health>,
@@ -83,20 +85,32 @@ pub fn backoff(attempt: u32, cap: Duration) -> Duration {
     Duration::from_millis(fastrand::u64(0..=ceiling.as_millis() as u64))
 }
 
-/// Metrics pushed with every heartbeat: disk space of `disk_path` and `load1`.
-pub fn node_metrics(disk_path: &std::path::Path) -> BTreeMap<String, f64> {
+/// Metrics pushed with every heartbeat: disk space of `disk_path` and `load1` from
+/// `loadavg` (`/proc/loadavg`).
+pub fn node_metrics(disk_path: &std::path::Path, loadavg: &mut ProcFile) -> BTreeMap<String, f64> {
     let mut m = BTreeMap::new();
     if let Ok((free, total)) = disk_space(disk_path) {
         m.insert("disk_free_bytes".to_string(), free);
         m.insert("disk_total_bytes".to_string(), total);
     }
-    let load1 = std::fs::read_to_string("/proc/loadavg")
+    let load1 = loadavg
+        .read()
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
     if let Some(load1) = load1.filter(|l| l.is_finite()) {
         m.insert("load1".to_string(), load1);
     }
     m
+}
+
+/// When the heartbeat after an accepted one is due. A `regular` send (one that was
+/// due) keeps the fixed rate; one woken early by a status change restarts it from
+/// `now`, and so does a regular send that overran a whole interval (never two at once).
+fn next_due(due: Instant, regular: bool, now: Instant, interval: Duration) -> Instant {
+    match due + interval {
+        next if regular && next > now => next,
+        _ => now + interval,
+    }
 }
 
 impl Heartbeater {
@@ -114,6 +128,7 @@ impl Heartbeater {
             url: heartbeat_url(&config.coordinator).expect("validated coordinator URL"),
             capacity: config.capacity.clone(),
             disk_path: config.metrics.disk_path.clone(),
+            loadavg: ProcFile::new("/proc/loadavg"),
             key,
             client,
             health,
@@ -129,7 +144,10 @@ impl Heartbeater {
     pub async fn run(mut self, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
         let mut attempt = 0u32;
-        let mut next = Instant::now();
+        // Regular sends keep a fixed rate from this instant, not `interval` after the
+        // last answer: the checks start their intervals at the same instant, so the
+        // heartbeat shares their timer wake-ups instead of drifting into its own.
+        let mut due = Instant::now();
         // Report real results, not the empty start state: the first heartbeat waits
         // for the first check round, but no longer than one interval.
         let first_round = tokio::time::timeout(self.interval, self.health.wait_first_round());
@@ -142,19 +160,21 @@ impl Heartbeater {
                 biased;
                 _ = &mut stop => { stopped = true; continue; }
                 _ = self.health.changed.notified() => {}
-                _ = tokio::time::sleep_until(next) => {}
+                _ = tokio::time::sleep_until(due) => {}
             }
+            let regular = Instant::now() >= due;
             let timeout = self.interval.min(MAX_SEND_TIMEOUT);
             let accepted = tokio::select! {
                 biased;
                 _ = &mut stop => { stopped = true; continue; }
                 outcome = self.send(RunState::Running, timeout) => matches!(outcome, SendOutcome::Accepted(_)),
             };
+            let now = Instant::now();
             if accepted {
                 attempt = 0;
-                next = Instant::now() + self.interval;
+                due = next_due(due, regular, now, self.interval);
             } else {
-                next = Instant::now() + backoff(attempt, self.interval);
+                due = now + backoff(attempt, self.interval);
                 attempt = attempt.saturating_add(1);
             }
         }
@@ -182,7 +202,7 @@ impl Heartbeater {
             liveness: snap.liveness,
             readiness: snap.readiness,
             checks: snap.checks,
-            metrics: node_metrics(&self.disk_path),
+            metrics: node_metrics(&self.disk_path, &mut self.loadavg),
             capacity: self.capacity.clone(),
         }
     }

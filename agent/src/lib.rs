@@ -18,6 +18,7 @@ pub mod heartbeat;
 mod locate;
 pub mod metrics;
 pub mod notify;
+mod procfile;
 pub mod server;
 pub mod telemetry;
 #[cfg(test)]

@@ -129,14 +129,12 @@ impl Metrics {
         }
     }
 
-    /// A check finished a run.
-    pub fn check_ran(&self, check: &str, status: Status, seconds: f64) {
-        self.check_status
-            .with_label_values(&[check])
-            .set(status.as_gauge());
-        self.check_duration
-            .with_label_values(&[check])
-            .observe(seconds);
+    /// The series of one check, looked up once rather than by label on every run.
+    pub fn check(&self, check: &str) -> CheckMetrics {
+        CheckMetrics {
+            status: self.check_status.with_label_values(&[check]),
+            duration: self.check_duration.with_label_values(&[check]),
+        }
     }
 
     /// The aggregates after a check result.
@@ -165,6 +163,21 @@ impl Metrics {
     }
 }
 
+/// One check's series of `torua_agent_check_status` and `_check_duration_seconds`.
+#[derive(Clone)]
+pub struct CheckMetrics {
+    status: Gauge,
+    duration: Histogram,
+}
+
+impl CheckMetrics {
+    /// The check finished a run.
+    pub fn ran(&self, status: Status, seconds: f64) {
+        self.status.set(status.as_gauge());
+        self.duration.observe(seconds);
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -178,7 +191,7 @@ mod tests {
     #[test]
     fn exposition_has_every_family() {
         let m = Metrics::new();
-        m.check_ran("node-http", Status::Warn, 0.002);
+        m.check("node-http").ran(Status::Warn, 0.002);
         m.heartbeat_sent(SendResult::Ok, Some(0.001));
         let text = m.encode();
         for want in [

@@ -89,17 +89,11 @@ pub fn route<B>(probes: &Probes, req: &Request<B>) -> Response<Full<Bytes>> {
             .body(Full::new(Bytes::from(probes.metrics.encode())))
             .expect("a valid response"),
         "/status" => {
-            let snap = probes.health.snapshot();
-            let body = serde_json::json!({
-                "liveness": snap.liveness,
-                "readiness": snap.readiness,
-                "first_round_done": snap.first_round_done,
-                "acked": snap.acked,
-                "checks": snap.checks,
-            });
+            let body =
+                serde_json::to_vec(&probes.health.snapshot()).expect("a snapshot serialises");
             Response::builder()
                 .header(CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(body.to_string())))
+                .body(Full::new(Bytes::from(body)))
                 .expect("a valid response")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -156,7 +150,12 @@ mod tests {
         assert_eq!(get(&probes, "/readyz").0, StatusCode::OK);
         let (status, body) = get(&probes, "/status");
         assert_eq!(status, StatusCode::OK);
-        assert!(body.contains("connection refused"), "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["liveness"], "fail", "{body}");
+        assert_eq!(json["readiness"], "fail", "{body}");
+        assert_eq!(json["first_round_done"], true, "{body}");
+        assert_eq!(json["acked"], true, "{body}");
+        assert_eq!(json["checks"][0]["message"], "connection refused", "{body}");
         assert!(get(&probes, "/metrics")
             .1
             .contains("torua_agent_liveness 0"));

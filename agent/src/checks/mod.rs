@@ -48,15 +48,20 @@ impl Outcome {
 }
 
 /// A check's probe, ready to run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Probe {
     spec: ProbeSpec,
     client: HttpClient,
+    stat_file: process::StatFile,
 }
 
 impl Probe {
     pub fn new(spec: ProbeSpec, client: HttpClient) -> Self {
-        Probe { spec, client }
+        Probe {
+            spec,
+            client,
+            stat_file: process::StatFile::default(),
+        }
     }
 
     /// Runs once, bounded by `timeout` (a timed-out child process is killed).
@@ -73,7 +78,7 @@ impl Probe {
                     warn_free_percent,
                     fail_free_percent,
                 } => disk::probe(path, *warn_free_percent, *fail_free_percent),
-                ProbeSpec::Process { pid_file } => process::probe(pid_file),
+                ProbeSpec::Process { pid_file } => process::probe(pid_file, &self.stat_file),
             }
         };
         match tokio::time::timeout(timeout, run).await {
@@ -123,6 +128,7 @@ pub async fn run_check(
     metrics: Metrics,
 ) {
     let mut threshold = Threshold::new(config.failure_threshold, config.success_threshold);
+    let series = metrics.check(&config.name);
     let mut ticks = tokio::time::interval(config.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -138,7 +144,7 @@ pub async fn run_check(
         if status != Status::Pass {
             tracing::debug!(check = %config.name, status = status.as_str(), %message, "check");
         }
-        metrics.check_ran(&config.name, status, elapsed.as_secs_f64());
+        series.ran(status, elapsed.as_secs_f64());
         let result = CheckResult {
             name: config.name.clone(),
             kind: config.kind,

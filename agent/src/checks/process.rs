@@ -2,10 +2,17 @@
 //! storage process serves nothing, so state `T` fails).
 
 use super::Outcome;
+use crate::procfile::{read_small, ProcFile};
 use std::path::Path;
+use std::sync::Mutex;
 
-pub fn probe(pid_file: &Path) -> Outcome {
-    let text = match std::fs::read_to_string(pid_file) {
+/// `/proc/<pid>/stat` of the pid last read from the pid file, kept open across runs.
+/// The pid file itself is read afresh every run: the node may have been restarted.
+#[derive(Debug, Default)]
+pub struct StatFile(Mutex<Option<(i32, ProcFile)>>);
+
+pub fn probe(pid_file: &Path, stat_file: &StatFile) -> Outcome {
+    let text = match read_small(pid_file) {
         Ok(t) => t,
         Err(e) => {
             return Outcome::fail(format!(
@@ -25,9 +32,16 @@ pub fn probe(pid_file: &Path) -> Outcome {
             ))
         }
     };
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s,
-        Err(_) => return Outcome::fail(format!("pid {pid} is not running")),
+    let stat = {
+        let mut kept = stat_file.0.lock().expect("stat file lock");
+        if kept.as_ref().is_none_or(|(known, _)| *known != pid) {
+            *kept = Some((pid, ProcFile::new(format!("/proc/{pid}/stat"))));
+        }
+        let (_, file) = kept.as_mut().expect("set above");
+        match file.read() {
+            Ok(s) => s,
+            Err(_) => return Outcome::fail(format!("pid {pid} is not running")),
+        }
     };
     match stat_state(&stat) {
         Some('T') | Some('t') => Outcome::fail(format!("pid {pid} is stopped (SIGSTOP)")),

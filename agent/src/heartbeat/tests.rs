@@ -107,6 +107,29 @@ fn backoff_is_full_jitter_capped() {
     }
 }
 
+#[test]
+fn regular_sends_keep_a_fixed_rate() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let second = ms(1000);
+    // (regular, answered at, next due), the send having been due at t0.
+    let cases = [
+        (true, ms(3), ms(1000)),
+        (true, ms(999), ms(1000)),
+        (true, ms(1000), ms(2000)),
+        (true, ms(1500), ms(2500)),
+        (false, ms(3), ms(1003)),
+        (false, ms(400), ms(1400)),
+    ];
+    for (regular, answered, want) in cases {
+        assert_eq!(
+            next_due(t0, regular, t0 + answered, second),
+            t0 + want,
+            "regular {regular}, answered at {answered:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn each_send_is_a_new_signed_message() {
     let fake = FakeCoordinator::default();
