@@ -39,7 +39,23 @@ struct Watched<'a> {
     name: &'static str,
     proc: &'a Proc,
     rss: Vec<f64>,
+    /// `(RssAnon, RssFile)` in MiB: private memory vs mapped code and other file
+    /// pages (for the agent most of its RSS is its own binary and glibc).
+    split: Vec<(f64, f64)>,
     start: Option<(ProcStats, f64)>,
+}
+
+/// `(RssAnon, RssFile)` of `pid` in MiB, from `/proc/<pid>/status`.
+fn rss_split(pid: u32) -> Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let mib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    Ok((mib("RssAnon:"), mib("RssFile:")))
 }
 
 async fn run_async(args: Args) -> Result<()> {
@@ -154,6 +170,7 @@ checks:
         name: "torua-agent",
         proc: &agent,
         rss: vec![],
+        split: vec![],
         start: None,
     }];
     if let Some((p, _)) = &exporter {
@@ -161,6 +178,7 @@ checks:
             name: "node_exporter",
             proc: p,
             rss: vec![],
+            split: vec![],
             start: None,
         });
     }
@@ -181,6 +199,7 @@ checks:
         }
         for w in &mut watched {
             w.rss.push(w.proc.stats()?.rss as f64 / MIB);
+            w.split.push(rss_split(w.proc.pid())?);
         }
         let left = end.saturating_duration_since(Instant::now());
         tokio::time::sleep(left.min(Duration::from_secs(1))).await;
@@ -197,6 +216,8 @@ checks:
         let cpu_pct_precise = (p1 - p0) / wall * 100.0;
         let rss_med = median(&w.rss);
         let rss_max = w.rss.iter().cloned().fold(0.0, f64::max);
+        let anon_med = median(&w.split.iter().map(|s| s.0).collect::<Vec<_>>());
+        let file_med = median(&w.split.iter().map(|s| s.1).collect::<Vec<_>>());
         let (rss_goal, cpu_goal) = if w.name == "torua-agent" {
             (Some(rss_max < 5.0), Some(cpu_pct_precise < 0.05))
         } else {
@@ -208,12 +229,15 @@ checks:
             f1(rss_med),
             f1(rss_max),
             f1(s1.hwm as f64 / MIB),
+            f1(anon_med),
+            f1(file_med),
             f3(cpu_pct_precise),
             f3(cpu_pct),
         ]);
         out.push(json!({
             "process": w.name, "secs": wall,
             "rss_median_mib": rss_med, "rss_max_mib": rss_max, "peak_rss_mib": s1.hwm as f64 / MIB,
+            "rss_anon_median_mib": anon_med, "rss_file_median_mib": file_med,
             "cpu_percent_of_core": cpu_pct_precise, "cpu_percent_of_core_ticks": cpu_pct,
             "goal_rss_met": rss_goal, "goal_cpu_met": cpu_goal,
         }));
@@ -226,6 +250,8 @@ checks:
             "rss MiB",
             "rss max",
             "peak MiB",
+            "anon MiB",
+            "file MiB",
             "cpu % core",
             "cpu % (ticks)",
         ],
