@@ -133,6 +133,27 @@ impl NodeClient {
         }
     }
 
+    /// Sends a JSON control body and expects a 2xx answer.
+    async fn send_json(
+        &self,
+        method: Method,
+        addr: &str,
+        path: &str,
+        body: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<(), CallError> {
+        self.expect_ok(
+            method,
+            addr,
+            path,
+            &[("content-type", "application/json".into())],
+            body.to_string().into(),
+            timeout,
+        )
+        .await
+        .map(drop)
+    }
+
     /// Tells a node it holds `shard` at `epoch` in `role`; `reset` clears its data first.
     pub async fn assign(
         &self,
@@ -142,17 +163,10 @@ impl NodeClient {
         role: &str,
         reset: bool,
     ) -> Result<(), CallError> {
-        let body = json!({ "epoch": epoch, "role": role, "reset": reset }).to_string();
-        self.expect_ok(
-            Method::PUT,
-            addr,
-            &format!("/v1/shards/{shard}"),
-            &[("content-type", "application/json".into())],
-            body.into(),
-            CONTROL_TIMEOUT,
-        )
-        .await
-        .map(drop)
+        let body = json!({ "epoch": epoch, "role": role, "reset": reset });
+        let path = format!("/v1/shards/{shard}");
+        self.send_json(Method::PUT, addr, &path, body, CONTROL_TIMEOUT)
+            .await
     }
 
     pub async fn drop_shard(&self, addr: &str, shard: u32, epoch: u64) -> Result<(), CallError> {
@@ -205,17 +219,10 @@ impl NodeClient {
         epoch: u64,
         from: &str,
     ) -> Result<(), CallError> {
-        let body = json!({ "epoch": epoch, "from": from }).to_string();
-        self.expect_ok(
-            Method::POST,
-            addr,
-            &format!("/v1/shards/{shard}/pull"),
-            &[("content-type", "application/json".into())],
-            body.into(),
-            COPY_TIMEOUT,
-        )
-        .await
-        .map(drop)
+        let body = json!({ "epoch": epoch, "from": from });
+        let path = format!("/v1/shards/{shard}/pull");
+        self.send_json(Method::POST, addr, &path, body, COPY_TIMEOUT)
+            .await
     }
 
     fn data_headers(shard: u32, epoch: u64, version: Option<u64>) -> Vec<(&'static str, String)> {

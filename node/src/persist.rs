@@ -248,15 +248,8 @@ pub fn replay(path: &Path) -> Result<Vec<Record>, PersistError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use crate::wire::rec;
 
-    fn rec(key: &str, version: u64, value: Option<&str>) -> Record {
-        Record {
-            key: key.into(),
-            version,
-            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
-        }
-    }
 
     #[test]
     fn replay_tolerates_a_torn_tail_at_every_cut() {

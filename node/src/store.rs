@@ -462,14 +462,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::rec;
 
-    fn rec(key: &str, version: u64, value: Option<&str>) -> Record {
-        Record {
-            key: key.into(),
-            version,
-            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
-        }
-    }
 
     #[test]
     fn version_rule_table() {

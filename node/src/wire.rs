@@ -32,6 +32,16 @@ pub struct Record {
     pub value: Option<Bytes>,
 }
 
+/// Test shorthand: a record with a string value, or a tombstone for `None`.
+#[cfg(test)]
+pub(crate) fn rec(key: &str, version: u64, value: Option<&str>) -> Record {
+    Record {
+        key: key.into(),
+        version,
+        value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
     #[error("unknown record kind {kind} at byte {offset}")]
