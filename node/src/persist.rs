@@ -250,7 +250,6 @@ mod tests {
     use super::*;
     use crate::wire::rec;
 
-
     #[test]
     fn replay_tolerates_a_torn_tail_at_every_cut() {
         let dir = tempfile::tempdir().unwrap();

@@ -464,7 +464,6 @@ mod tests {
     use super::*;
     use crate::wire::rec;
 
-
     #[test]
     fn version_rule_table() {
         let live = |v| {
