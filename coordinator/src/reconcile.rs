@@ -168,13 +168,13 @@ pub async fn audit(cluster: &Arc<Cluster>) {
         return;
     }
     for node in holders {
-        let serving = cluster.nodes.get(node).is_some_and(|cell| {
-            matches!(
-                cell.lock().health.base,
-                NodeState::Healthy | NodeState::Degraded
-            )
+        // The address of a serving holder, read under one lock.
+        let addr = cluster.nodes.get(node).and_then(|cell| {
+            let n = cell.lock();
+            let serving = matches!(n.health.base, NodeState::Healthy | NodeState::Degraded);
+            (serving && !n.record.addr.is_empty()).then(|| n.record.addr.clone())
         });
-        let Some(addr) = cluster.addr_of(node).filter(|_| serving) else {
+        let Some(addr) = addr else {
             continue;
         };
         let Ok(held) = cluster.shards.client.held_shards(&addr).await else {

@@ -181,9 +181,3 @@ impl Registry {
         self.nodes.read().unwrap_or_else(|p| p.into_inner())
     }
 }
-
-impl crate::shards::AddrBook for Registry {
-    fn addr_of(&self, node: &str) -> Option<String> {
-        Registry::addr_of(self, node)
-    }
-}

@@ -9,6 +9,7 @@
 
 use crate::nodeclient::NodeClient;
 use crate::reconcile::ShardStats;
+use crate::registry::Registry;
 use crate::shardmap::{ShardHealth, ShardRecord};
 use crate::store::{Store, StoreError};
 use futures_util::future::join_all;
@@ -36,20 +37,8 @@ pub struct ShardSet {
     last_version: AtomicU64,
 }
 
-/// Node id → address.
-pub type Addrs = HashMap<String, String>;
-
-/// Resolves the addresses a change must reach. Changes look up only the holders of
-/// the changed record, so callers never need to build a map of every node.
-pub trait AddrBook: Sync {
-    fn addr_of(&self, node: &str) -> Option<String>;
-}
-
-impl AddrBook for Addrs {
-    fn addr_of(&self, node: &str) -> Option<String> {
-        self.get(node).cloned()
-    }
-}
+/// Node id → address, for the holders a change must reach.
+type Addrs = HashMap<String, String>;
 
 impl ShardSet {
     pub fn load(
@@ -115,12 +104,12 @@ impl ShardSet {
     pub async fn change(
         &self,
         id: u32,
-        addrs: &impl AddrBook,
+        nodes: &Registry,
         reset: Option<&str>,
         f: impl FnOnce(&mut ShardRecord),
     ) -> Result<Option<ShardRecord>, String> {
         Ok(self
-            .change_checked(id, addrs, reset, f)
+            .change_checked(id, nodes, reset, f)
             .await?
             .map(|(r, _)| r))
     }
@@ -136,7 +125,7 @@ impl ShardSet {
     pub async fn change_checked(
         &self,
         id: u32,
-        addrs: &impl AddrBook,
+        nodes: &Registry,
         reset: Option<&str>,
         f: impl FnOnce(&mut ShardRecord),
     ) -> Result<Option<(ShardRecord, Vec<String>)>, String> {
@@ -153,9 +142,10 @@ impl ShardSet {
         let create_all = !guard.assigned;
         next.assigned |= next.primary.is_some();
         let (store, client) = (self.store.clone(), self.client.clone());
+        // Only the new record's holders are looked up, never every node.
         let addrs: Addrs = next
             .write_set()
-            .filter_map(|(n, _)| Some((n.to_string(), addrs.addr_of(n)?)))
+            .filter_map(|(n, _)| Some((n.to_string(), nodes.addr_of(n)?)))
             .collect();
         let reset = reset.map(str::to_owned);
         tokio::spawn(async move {

@@ -96,15 +96,7 @@ impl TestCluster {
     }
 
     pub fn wait_ready(&self) {
-        poll_until(
-            Duration::from_secs(20),
-            "coordinator /readyz",
-            || match http::get(&format!("{}/readyz", self.url)) {
-                Ok(r) if r.status == 200 => Ok(()),
-                Ok(r) => Err(format!("status {}", r.status)),
-                Err(e) => Err(format!("{e}; log:\n{}", self.coord.log_text())),
-            },
-        );
+        wait_coordinator_ready(&self.url, &self.coord);
     }
 
     /// Starts a storage node and its agent (the agent derives its key from the secret).
@@ -315,4 +307,18 @@ impl TestCluster {
         }
         Ok(())
     }
+}
+
+/// Waits until the coordinator at `url` answers `/readyz`, showing `proc`'s log if
+/// it never does.
+pub fn wait_coordinator_ready(url: &str, proc: &Proc) {
+    poll_until(
+        Duration::from_secs(20),
+        "coordinator /readyz",
+        || match http::get(&format!("{url}/readyz")) {
+            Ok(r) if r.status == 200 => Ok(()),
+            Ok(r) => Err(format!("status {}", r.status)),
+            Err(e) => Err(format!("{e}; log:\n{}", proc.log_text())),
+        },
+    );
 }

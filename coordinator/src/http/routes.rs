@@ -69,7 +69,7 @@ async fn route(cluster: &Cluster, req: Request<Incoming>) -> Resp {
             "version": crate::metrics::VERSION,
             "nodes": cluster.nodes.len(),
         })),
-        (["v1", "heartbeat"], &Method::POST) => heartbeat(cluster, req).await,
+        // POST is served by `handle` before routing.
         (["v1", "heartbeat"], _) => method_not_allowed("POST"),
         (["v1", "nodes"], &Method::GET) | (["nodes"], &Method::GET) => {
             let now = Instant::now();

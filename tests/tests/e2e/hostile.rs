@@ -145,15 +145,7 @@ impl Coord {
     }
 
     fn wait_ready(&self) {
-        poll_until(
-            Duration::from_secs(20),
-            "coordinator /readyz",
-            || match http::get(&format!("{}/readyz", self.url)) {
-                Ok(r) if r.status == 200 => Ok(()),
-                Ok(r) => Err(format!("status {}", r.status)),
-                Err(e) => Err(format!("{e}; log:\n{}", self.proc.log_text())),
-            },
-        );
+        torua_tests::cluster::wait_coordinator_ready(&self.url, &self.proc);
     }
 
     fn node_ids(&self) -> Vec<Value> {
