@@ -35,9 +35,12 @@ pub struct Cli {
     /// Base URL of the storage node, reported in heartbeats.
     #[arg(long, env = "TORUA_NODE_ADDR", value_name = "URL")]
     pub node_addr: Option<String>,
-    /// Base URL of the coordinator.
+    /// Base URL of the coordinator (http:// or https://).
     #[arg(long, env = "TORUA_COORDINATOR", value_name = "URL")]
     pub coordinator: Option<String>,
+    /// CA certificate(s) to trust for an https:// coordinator (default: the system's).
+    #[arg(long, env = "TORUA_COORDINATOR_CA_FILE", value_name = "FILE")]
+    pub coordinator_ca_file: Option<PathBuf>,
     /// Address of the agent's own HTTP server (probes and metrics).
     #[arg(long, env = "TORUA_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -80,6 +83,10 @@ pub struct Config {
     /// Base URL of the coordinator; heartbeats go to `{coordinator}/v1/heartbeat`.
     #[serde(default = "default_coordinator")]
     pub coordinator: String,
+    /// PEM CA certificate(s) to trust for an `https://` coordinator; without it, the
+    /// system's trust roots.
+    #[serde(default)]
+    pub coordinator_ca_file: Option<PathBuf>,
     /// Address the agent's probe and metrics server binds.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
@@ -322,6 +329,9 @@ impl Config {
         if cli.key_file.is_some() {
             self.key_file = cli.key_file.clone();
         }
+        if cli.coordinator_ca_file.is_some() {
+            self.coordinator_ca_file = cli.coordinator_ca_file.clone();
+        }
         if cli.cluster_secret_file.is_some() {
             self.cluster_secret_file = cli.cluster_secret_file.clone();
         }
@@ -349,8 +359,17 @@ impl Config {
         if let Err(m) = check_node_addr(&self.node_addr) {
             return err("node_addr", format!("{:?} {m}", self.node_addr));
         }
-        if let Err(m) = http_uri(&self.coordinator) {
+        if let Err(m) = coordinator_uri(&self.coordinator) {
             return err("coordinator", m);
+        }
+        if self.coordinator_ca_file.is_some() && !self.coordinator.starts_with("https://") {
+            return err(
+                "coordinator_ca_file",
+                format!(
+                    "is set, but the coordinator {:?} is not https://",
+                    self.coordinator
+                ),
+            );
         }
         let ms = self.interval.as_millis();
         if !(10..=600_000).contains(&ms) {
@@ -551,8 +570,21 @@ pub fn http_uri(s: &str) -> Result<hyper::Uri, String> {
     let uri: hyper::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") if uri.authority().is_some() => Ok(uri),
-        Some("https") => Err(format!("{s:?}: https is not supported, use http://")),
+        Some("https") => Err(format!(
+            "{s:?}: checks speak plain http:// (local checks need no TLS; use a tcp or exec check for an https endpoint)"
+        )),
         _ => Err(format!("{s:?} must be a URL like http://host:port")),
+    }
+}
+
+/// The coordinator's URL: `http://` or `https://`.
+pub fn coordinator_uri(s: &str) -> Result<hyper::Uri, String> {
+    let uri: hyper::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.authority().is_some() => Ok(uri),
+        _ => Err(format!(
+            "{s:?} must be a URL like http://host:port or https://host:port"
+        )),
     }
 }
 

@@ -2,8 +2,8 @@
 //! interval and at once when liveness/readiness changes; back off with full jitter on
 //! failure; send one `leaving` heartbeat on shutdown.
 
-use crate::checks::{describe_error, disk_space, HttpClient};
-use crate::config::{http_uri, Config};
+use crate::checks::{describe_error, disk_space, pooled, tcp_connector};
+use crate::config::{coordinator_uri, Config};
 use crate::health::Health;
 use crate::metrics::{Metrics, SendResult};
 use crate::procfile::ProcFile;
@@ -53,7 +53,7 @@ pub struct Heartbeater {
     disk_path: PathBuf,
     loadavg: ProcFile,
     key: NodeKey,
-    client: HttpClient,
+    client: CoordinatorClient,
     health: Arc<Health>,
     metrics: Metrics,
     incarnation: u64,
@@ -69,9 +69,25 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The heartbeat client: plain HTTP, or HTTPS for an `https://` coordinator.
+pub type CoordinatorClient =
+    hyper_util::client::legacy::Client<torua_tls::HttpsConnector, Full<Bytes>>;
+
+/// The client for `config.coordinator`, trusting `coordinator_ca_file` (or the
+/// system's roots) when it is `https://`.
+pub fn coordinator_client(config: &Config) -> Result<CoordinatorClient, torua_tls::TlsError> {
+    // Trust roots are read only when they can be used.
+    let tls = if config.coordinator.starts_with("https://") {
+        torua_tls::client_config(config.coordinator_ca_file.as_deref())?
+    } else {
+        torua_tls::client_config_trusting_nothing()
+    };
+    Ok(pooled(torua_tls::https_connector(tcp_connector(), tls)))
+}
+
 /// `{base}/v1/heartbeat` for a coordinator base URL.
 pub fn heartbeat_url(coordinator: &str) -> Result<hyper::Uri, String> {
-    http_uri(&format!(
+    coordinator_uri(&format!(
         "{}/v1/heartbeat",
         coordinator.trim_end_matches('/')
     ))
@@ -118,7 +134,7 @@ impl Heartbeater {
     pub fn new(
         config: &Config,
         key: NodeKey,
-        client: HttpClient,
+        client: CoordinatorClient,
         health: Arc<Health>,
         metrics: Metrics,
     ) -> Self {

@@ -39,6 +39,8 @@ use tokio::task::JoinSet;
 pub enum AgentError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("coordinator TLS: {0}")]
+    Tls(#[from] torua_tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -73,6 +75,7 @@ pub async fn run_on(
         })?;
     let key = config.node_key()?;
     let client = checks::new_client();
+    let coordinator = heartbeat::coordinator_client(&config)?;
     let metrics = metrics::Metrics::new();
     let health = Arc::new(health::Health::new(&config.checks));
 
@@ -99,7 +102,7 @@ pub async fn run_on(
     }
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sender = heartbeat::Heartbeater::new(&config, key, client, health.clone(), metrics);
+    let sender = heartbeat::Heartbeater::new(&config, key, coordinator, health.clone(), metrics);
     let heartbeats = tokio::spawn(sender.run(async {
         let _ = stop_rx.await;
     }));

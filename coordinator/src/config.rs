@@ -50,6 +50,12 @@ pub struct Settings {
     /// File holding the bearer token that mutating admin routes require.
     #[arg(long, env = "TORUA_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// PEM certificate chain (leaf first): serve HTTPS instead of HTTP. Re-read on SIGHUP.
+    #[arg(long, env = "TORUA_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (mode 0600). Re-read on SIGHUP.
+    #[arg(long, env = "TORUA_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
     /// Interval the coordinator asks agents to use (default: keep the agent's own).
     #[arg(long, env = "TORUA_HEARTBEAT_INTERVAL", value_parser = parse_duration)]
     #[serde(default, with = "serde_opt")]
@@ -111,6 +117,8 @@ pub struct Config {
     pub cluster_secret_file: PathBuf,
     pub previous_secret_file: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
+    /// Certificate and key files when the listener speaks HTTPS.
+    pub tls: Option<TlsFiles>,
     pub heartbeat_interval: Option<Duration>,
     pub heartbeat_timeout: Duration,
     pub suspect_phi: f64,
@@ -126,6 +134,13 @@ pub struct Config {
     pub rebalance_delay: Duration,
     pub max_concurrent_moves: usize,
     pub storm_fraction: f64,
+}
+
+/// The listener's certificate chain and private key (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Settings {
@@ -170,6 +185,8 @@ impl Settings {
             cluster_secret_file,
             previous_secret_file,
             admin_token_file,
+            tls_cert_file,
+            tls_key_file,
             heartbeat_interval,
             heartbeat_timeout,
             suspect_phi,
@@ -189,6 +206,22 @@ impl Settings {
     }
 
     pub fn resolve(self) -> Result<Config, ConfigError> {
+        let tls = match (self.tls_cert_file, self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    field: "tls_key_file",
+                    message: "required when tls_cert_file is set".into(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    field: "tls_cert_file",
+                    message: "required when tls_key_file is set".into(),
+                })
+            }
+        };
         let cfg = Config {
             listen: self
                 .listen
@@ -201,6 +234,7 @@ impl Settings {
             })?,
             previous_secret_file: self.previous_secret_file,
             admin_token_file: self.admin_token_file,
+            tls,
             heartbeat_interval: self.heartbeat_interval,
             heartbeat_timeout: self.heartbeat_timeout.unwrap_or(Duration::from_secs(5)),
             suspect_phi: self.suspect_phi.unwrap_or(3.0),
@@ -347,5 +381,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("cluster_secret_file"));
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let half = Settings::from_yaml("f", "cluster_secret_file: /s\ntls_cert_file: /c.pem\n")
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert_eq!(
+            half.to_string(),
+            "invalid `tls_key_file`: required when tls_cert_file is set"
+        );
+        let both = Settings::from_yaml(
+            "f",
+            "cluster_secret_file: /s\ntls_cert_file: /c.pem\ntls_key_file: /k.pem\n",
+        )
+        .unwrap()
+        .resolve()
+        .unwrap();
+        let tls = both.tls.unwrap();
+        assert_eq!(
+            (tls.cert.to_str(), tls.key.to_str()),
+            (Some("/c.pem"), Some("/k.pem"))
+        );
     }
 }

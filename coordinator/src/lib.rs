@@ -49,6 +49,8 @@ pub enum RunError {
     Secret(#[from] secrets::SecretError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] torua_tls::TlsError),
 }
 
 /// Runs the coordinator on `listener` until `shutdown` resolves.
@@ -65,6 +67,11 @@ pub async fn run(
         .admin_token_file
         .as_deref()
         .map(secrets::read_token_file)
+        .transpose()?;
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|f| torua_tls::ServerTls::load(&f.cert, &f.key).map(Arc::new))
         .transpose()?;
     let db = Arc::new(store::Store::open(&cfg.data_dir)?);
     let meta = db.cluster_meta(unix_ms(), cfg.shards, cfg.replication_factor)?;
@@ -114,15 +121,23 @@ pub async fn run(
     ));
     let watchdog = tokio::spawn(notify::watchdog_loop(stopped(stop_rx.clone())));
     let reconciler = tokio::spawn(reconcile::run(cluster.clone(), stopped(stop_rx.clone())));
+    let reloader = tls.clone().map(|tls| {
+        tokio::spawn(signals::reload_on_sighup(
+            tls,
+            cluster.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
     tracing::info!(
-        "listening on http://{}",
+        "listening on {}://{}",
+        if tls.is_some() { "https" } else { "http" },
         listener
             .local_addr()
             .map_or_else(|e| e.to_string(), |a| a.to_string())
     );
     notify::ready();
 
-    let server = http::serve(cluster.clone(), listener, stopped(stop_rx));
+    let server = http::serve(cluster.clone(), listener, tls, stopped(stop_rx));
     tokio::pin!(server);
     tokio::select! {
         _ = &mut server => {}
@@ -137,6 +152,9 @@ pub async fn run(
     let _ = deadlines.await;
     let _ = watchdog.await;
     let _ = reconciler.await;
+    if let Some(r) = reloader {
+        let _ = r.await;
+    }
     // Dropping the last handle lets the writer commit what is queued, then end.
     drop(cluster);
     let _ = writer.await;

@@ -34,6 +34,8 @@ pub struct Metrics {
     /// Connections the server closed on its own, by reason.
     pub connections_closed: IntCounterVec,
     pub connections_open: IntGauge,
+    /// SIGHUP re-reads of the TLS certificate, by result.
+    pub tls_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -127,16 +129,29 @@ impl Metrics {
             Opts::new(
                 "torua_http_connections_closed_total",
                 "Connections the server closed itself: header_timeout (headers not received in time, \
-                 idle keep-alive included), evicted (idle, to make room at max_connections), error.",
+                 idle keep-alive included), evicted (idle, to make room at max_connections), \
+                 tls_handshake (failed or too slow), error.",
             ),
             &["reason"],
         )
         .unwrap();
-        for r in ["header_timeout", "evicted", "error"] {
+        for r in ["header_timeout", "evicted", "tls_handshake", "error"] {
             connections_closed.with_label_values(&[r]);
         }
         let connections_open =
             IntGauge::new("torua_http_connections_open", "Open HTTP connections.").unwrap();
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "torua_tls_certificate_reloads_total",
+                "Re-reads of the listener's TLS certificate and key on SIGHUP, by result \
+                 (ok, error: the previous certificate stays in force).",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        for r in ["ok", "error"] {
+            tls_reloads.with_label_values(&[r]);
+        }
         let build_info = IntGaugeVec::new(
             Opts::new("torua_build_info", "Build of this coordinator (always 1)."),
             &["version"],
@@ -166,6 +181,7 @@ impl Metrics {
         registry
             .register(Box::new(connections_open.clone()))
             .unwrap();
+        registry.register(Box::new(tls_reloads.clone())).unwrap();
         registry
             .register(Box::new(
                 prometheus::process_collector::ProcessCollector::for_self(),
@@ -185,6 +201,7 @@ impl Metrics {
             http_errors,
             connections_closed,
             connections_open,
+            tls_reloads,
         }
     }
 

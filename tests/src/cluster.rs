@@ -16,6 +16,9 @@ pub struct Options {
     pub nodes: usize,
     pub interval: &'static str,
     pub coordinator_args: Vec<String>,
+    /// Serve the coordinator over HTTPS with a CA made by `torua tls create`; agents
+    /// and the harness's HTTP helpers trust that CA.
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -24,6 +27,7 @@ impl Default for Options {
             nodes: 3,
             interval: "1s",
             coordinator_args: Vec::new(),
+            tls: false,
         }
     }
 }
@@ -35,6 +39,8 @@ pub type ProcEnv = Arc<dyn Fn(&str) -> Vec<(String, String)> + Send + Sync>;
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub secret_file: PathBuf,
+    /// The CA of an HTTPS coordinator (`Options::tls`).
+    pub ca_file: Option<PathBuf>,
     pub coord: Proc,
     pub url: String,
     pub nodes: Vec<Proc>,
@@ -59,7 +65,8 @@ impl TestCluster {
         std::fs::write(&secret_file, SECRET).unwrap();
         std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
+        let scheme = if opts.tls { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
         let mut args: Vec<String> = [
             "--listen".into(),
             format!("127.0.0.1:{port}"),
@@ -70,6 +77,16 @@ impl TestCluster {
         ]
         .into();
         args.extend(opts.coordinator_args.iter().cloned());
+        let ca_file = opts.tls.then(|| {
+            let tls = create_certificates(&dir.path().join("tls"));
+            args.extend([
+                "--tls-cert-file".into(),
+                tls.join("server.pem").display().to_string(),
+                "--tls-key-file".into(),
+                tls.join("server-key.pem").display().to_string(),
+            ]);
+            tls.join("ca.pem")
+        });
         let coord = Proc::start_with_env(
             "coordinator",
             "torua-coordinator",
@@ -80,6 +97,7 @@ impl TestCluster {
         let mut c = TestCluster {
             dir,
             secret_file,
+            ca_file,
             coord,
             url,
             nodes: Vec::new(),
@@ -133,6 +151,10 @@ impl TestCluster {
     }
 
     pub fn agent_args(&self, id: &str, node_url: &str, port: u16, interval: &str) -> Vec<String> {
+        let ca = self
+            .ca_file
+            .iter()
+            .flat_map(|f| ["--coordinator-ca-file".to_string(), f.display().to_string()]);
         [
             "--node-id",
             id,
@@ -151,6 +173,7 @@ impl TestCluster {
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(ca)
         .collect()
     }
 
@@ -307,6 +330,18 @@ impl TestCluster {
         }
         Ok(())
     }
+}
+
+/// A CA and a coordinator certificate for 127.0.0.1 in `dir`, made by the real
+/// `torua tls create`; the harness's HTTP helpers trust the CA from now on.
+pub fn create_certificates(dir: &std::path::Path) -> PathBuf {
+    assert_cmd::Command::new(crate::proc::bin("torua"))
+        .args(["tls", "create", "--dir"])
+        .arg(dir)
+        .assert()
+        .success();
+    http::trust(&std::fs::read(dir.join("ca.pem")).unwrap());
+    dir.to_path_buf()
 }
 
 /// Waits until the coordinator at `url` answers `/readyz`, showing `proc`'s log if

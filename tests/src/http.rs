@@ -1,7 +1,20 @@
 //! Tiny HTTP helpers over `ureq` that return status and body for any status code.
+//! `https://` URLs work for the CAs the harness made (`trust`).
 
 use serde_json::Value;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+
+/// Every CA a test of this process has created: each is unique, so trusting all of
+/// them lets any test's helpers reach its own HTTPS coordinator.
+static TRUSTED: Mutex<Vec<Certificate<'static>>> = Mutex::new(Vec::new());
+
+/// Trusts the CA certificate `pem` for `https://` URLs from now on.
+pub fn trust(pem: &[u8]) {
+    let cert = Certificate::from_pem(pem).expect("a PEM CA certificate");
+    TRUSTED.lock().unwrap_or_else(|e| e.into_inner()).push(cert);
+}
 
 pub struct Reply {
     pub status: u16,
@@ -18,9 +31,15 @@ impl Reply {
 }
 
 fn agent() -> ureq::Agent {
+    let roots = TRUSTED.lock().unwrap_or_else(|e| e.into_inner()).clone();
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::Specific(Arc::new(roots)))
+                .build(),
+        )
         .build()
         .into()
 }

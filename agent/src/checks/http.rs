@@ -5,22 +5,34 @@ use super::{describe_error, Outcome};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Uri;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
 
-/// The agent's one HTTP/1.1 client, pooling keep-alive connections per host; used by
-/// http checks and heartbeats.
+/// The checks' HTTP/1.1 client, pooling keep-alive connections per host.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Bytes of a check's response body read (and discarded) to keep the connection.
 const MAX_BODY: usize = 64 * 1024;
 
 pub fn new_client() -> HttpClient {
+    pooled(tcp_connector())
+}
+
+/// TCP connections as the agent makes them: no Nagle delay, 2 s to connect.
+pub fn tcp_connector() -> HttpConnector {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    connector
+}
+
+/// A keep-alive client over `connector` (a sidecar talks to one or two hosts).
+pub fn pooled<C>(connector: C) -> Client<C, Full<Bytes>>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))

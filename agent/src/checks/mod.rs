@@ -17,7 +17,7 @@ use torua_protocol::duration::format_duration;
 use torua_protocol::{CheckResult, Status};
 
 pub use disk::space as disk_space;
-pub use http::{new_client, HttpClient};
+pub use http::{new_client, pooled, tcp_connector, HttpClient};
 
 /// What one run of a probe found.
 #[derive(Debug, Clone, PartialEq)]

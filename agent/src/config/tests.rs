@@ -91,6 +91,9 @@ fn bad_configs_name_line_and_field() {
         ("bad kind", format!("node_id: n1\n{head}checks:\n  - name: a\n    kind: ftp\n"), ":5:", "checks[0].kind"),
         ("bad affects", format!("node_id: n1\n{head}checks:\n  - name: a\n    kind: tcp\n    addr: x:1\n    affects: [traffic]\n"), ":7:15:", "checks[0].affects[0]"),
         ("both keys", format!("node_id: n1\n{head}key_file: /k\n"), ":3:1:", "key_file"),
+        ("ftp coordinator", format!("node_id: n1\n{head}coordinator: ftp://c:1\n"), ":3:1:", "coordinator"),
+        ("CA for plain http", format!("node_id: n1\n{head}coordinator: http://c:1\ncoordinator_ca_file: /ca.pem\n"), ":4:1:", "coordinator_ca_file"),
+        ("https check", format!("node_id: n1\n{head}checks:\n  - name: a\n    kind: http\n    url: https://x:1/\n"), ":6:5:", "checks[0].url"),
         ("wrong type", "node_id: [\n".to_string(), ":1:10:", "node_id"),
         ("not yaml", "node_id: 'n1\n".to_string(), ":", ""),
     ];

@@ -78,7 +78,7 @@ fn sender(config: &Config, checks: &[CheckConfig]) -> (Heartbeater, Arc<Health>,
     let hb = Heartbeater::new(
         config,
         key,
-        crate::checks::new_client(),
+        super::coordinator_client(config).unwrap(),
         health.clone(),
         metrics.clone(),
     );

@@ -6,6 +6,7 @@ use hyper::{Method, Request};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 use torua_protocol::ErrorBody;
@@ -18,19 +19,35 @@ pub enum ApiError {
     Status { status: u16, message: String },
     #[error("unexpected answer from {url}: {message}")]
     Decode { url: String, message: String },
+    #[error(transparent)]
+    Tls(#[from] torua_tls::TlsError),
 }
 
 pub struct Api {
     base: String,
     token: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 impl Api {
-    pub fn new(base: &str, token: Option<String>) -> Api {
+    /// `ca_file`: whom to trust for an `https://` base (default: the system's roots).
+    pub fn new(base: &str, token: Option<String>, ca_file: Option<PathBuf>) -> Api {
         Api {
             base: base.trim_end_matches('/').to_string(),
             token,
+            ca_file,
         }
+    }
+
+    fn client(&self) -> Result<Client<torua_tls::HttpsConnector, Full<Bytes>>, ApiError> {
+        // Trust roots are read only for an https:// coordinator.
+        let tls = if self.base.starts_with("https://") {
+            torua_tls::client_config(self.ca_file.as_deref())?
+        } else {
+            torua_tls::client_config_trusting_nothing()
+        };
+        let connector = torua_tls::https_connector(HttpConnector::new(), tls);
+        Ok(Client::builder(TokioExecutor::new()).build(connector))
     }
 
     pub fn get(&self, path: &str) -> Result<Value, ApiError> {
@@ -61,9 +78,8 @@ impl Api {
             .enable_all()
             .build()
             .expect("tokio runtime");
+        let client = self.client()?;
         rt.block_on(async {
-            let client: Client<HttpConnector, Full<Bytes>> =
-                Client::builder(TokioExecutor::new()).build_http();
             let mut req = Request::builder().method(method).uri(&url);
             if let Some(t) = &self.token {
                 req = req.header("authorization", format!("Bearer {t}"));
@@ -81,7 +97,7 @@ impl Api {
             let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
                 .await
                 .map_err(|_| unreachable("timed out after 10s".into()))?
-                .map_err(|e| unreachable(e.to_string()))?;
+                .map_err(|e| unreachable(root_cause(&e)))?;
             let status = resp.status();
             let body = resp
                 .into_body()
@@ -101,4 +117,15 @@ impl Api {
             Ok(body)
         })
     }
+}
+
+/// The innermost error's text: hyper's own says only "client error (Connect)",
+/// where the cause says what the operator must fix ("connection refused",
+/// "invalid peer certificate: UnknownIssuer").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }

@@ -215,7 +215,7 @@ fn spawn(bin_dir: &Path, dir: &Path, name: &str, bin: &str, args: &[&str]) -> an
 }
 
 fn wait_http(url: &str, procs: &mut [Proc]) -> anyhow::Result<()> {
-    let api = super::Api::new(url, None);
+    let api = super::Api::new(url, None, None);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if api.get("").is_ok() {

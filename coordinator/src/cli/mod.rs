@@ -8,6 +8,7 @@ mod keygen;
 mod nodes;
 mod shards;
 mod status;
+mod tls;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +33,9 @@ pub struct Cli {
     /// Admin bearer token for mutating commands.
     #[arg(long, global = true, env = "TORUA_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate(s) to trust for an https:// coordinator (default: the system's).
+    #[arg(long, global = true, env = "TORUA_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -72,6 +76,9 @@ enum Cmd {
     Get { key: String },
     /// Delete a key.
     Del { key: String },
+    /// Certificates for an HTTPS coordinator.
+    #[command(subcommand)]
+    Tls(tls::TlsCmd),
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default `info`.
@@ -87,7 +94,7 @@ pub fn init_logging() {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let api = Api::new(&cli.coordinator, cli.token.clone());
+    let api = Api::new(&cli.coordinator, cli.token.clone(), cli.ca_file.clone());
     let result = match cli.cmd {
         Cmd::Dev(args) => dev::run(args),
         Cmd::Status => status::run(&api, cli.json),
@@ -104,6 +111,7 @@ pub fn main() -> ExitCode {
         Cmd::Put { key, value } => data::put(&api, &key, &value),
         Cmd::Get { key } => data::get(&api, &key),
         Cmd::Del { key } => data::del(&api, &key),
+        Cmd::Tls(cmd) => tls::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

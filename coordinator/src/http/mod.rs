@@ -1,5 +1,6 @@
-//! The coordinator's HTTP/1.1 server: connection limits, header-read timeout,
-//! graceful drain on shutdown. Routing lives in `routes`.
+//! The coordinator's HTTP/1.1 server, plain or over TLS: connection limits,
+//! header-read (and TLS handshake) timeout, graceful drain on shutdown. Routing lives
+//! in `routes`.
 
 mod data;
 mod respond;
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
+use torua_tls::ServerTls;
 
 /// A client must send its request headers within this time (slowloris guard). hyper
 /// also arms it while a kept-alive connection waits for its next request, so it is
@@ -106,10 +108,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Serves until `shutdown` resolves, then drains open connections.
+/// Serves until `shutdown` resolves, then drains open connections. With `tls`,
+/// every connection is HTTPS.
 pub async fn serve(
     cluster: Arc<Cluster>,
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let max = cluster.cfg.max_connections;
@@ -165,6 +169,7 @@ pub async fn serve(
             cluster.clone(),
             conns.clone(),
             stream,
+            tls.clone(),
             permit,
             stop_rx.clone(),
         );
@@ -182,17 +187,92 @@ pub async fn serve(
     }
 }
 
-/// Serves one connection until it ends, is evicted, or the server stops.
+/// Serves one connection until it ends, is evicted, or the server stops; with
+/// `tls`, after a TLS handshake that must finish within the header-read timeout.
 fn spawn_connection(
     cluster: Arc<Cluster>,
     conns: Arc<Conns>,
     stream: tokio::net::TcpStream,
+    tls: Option<Arc<ServerTls>>,
     permit: tokio::sync::OwnedSemaphorePermit,
     mut stop: watch::Receiver<bool>,
 ) {
     let (id, slot) = conns.add();
-    let metrics: &Metrics = &cluster.metrics;
-    metrics.connections_open.inc();
+    cluster.metrics.connections_open.inc();
+    tokio::spawn(async move {
+        match tls {
+            None => drive(&cluster, &conns, &slot, &mut stop, stream).await,
+            Some(tls) => {
+                let handshake = tokio::select! {
+                    r = tokio::time::timeout(HEADER_READ_TIMEOUT, handshake(&tls, stream)) => Some(r),
+                    _ = slot.evict.notified() => None,
+                    _ = stop.wait_for(|s| *s) => None,
+                };
+                match handshake {
+                    Some(Ok(Ok(stream))) => drive(&cluster, &conns, &slot, &mut stop, stream).await,
+                    Some(failed) => {
+                        let reason = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => format!("not done within {HEADER_READ_TIMEOUT:?}"),
+                        };
+                        tracing::debug!("TLS handshake failed: {reason}");
+                        cluster
+                            .metrics
+                            .connections_closed
+                            .with_label_values(&["tls_handshake"])
+                            .inc();
+                    }
+                    None => {}
+                }
+            }
+        }
+        conns.remove(id);
+        cluster.metrics.connections_open.dec();
+        drop(permit);
+    });
+}
+
+/// What a plain-HTTP client gets from an HTTPS listener, instead of a TLS alert it
+/// would misread as "invalid HTTP version" (nginx does the same).
+const PLAIN_HTTP_BODY: &str =
+    r#"{"error":{"code":"malformed","message":"this port speaks HTTPS: use an https:// URL"}}"#;
+
+/// The TLS handshake, after one look at the first byte: a TLS client starts with a
+/// handshake record (0x16); anything else is answered in plain HTTP and closed.
+async fn handshake(
+    tls: &ServerTls,
+    stream: tokio::net::TcpStream,
+) -> std::io::Result<torua_tls::TlsStream<tokio::net::TcpStream>> {
+    let mut first = [0u8; 1];
+    let n = stream.peek(&mut first).await?;
+    if n == 1 && first[0] != 0x16 {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = stream;
+        let answer = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\
+             content-length: {}\r\n\r\n{PLAIN_HTTP_BODY}",
+            PLAIN_HTTP_BODY.len()
+        );
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "plain HTTP on the HTTPS listener",
+        ));
+    }
+    tls.acceptor().accept(stream).await
+}
+
+/// Runs hyper's HTTP/1.1 state machine over `io` (a TCP or TLS stream).
+async fn drive<I>(
+    cluster: &Arc<Cluster>,
+    conns: &Arc<Conns>,
+    slot: &Arc<Slot>,
+    stop: &mut watch::Receiver<bool>,
+    io: I,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = {
         let (cluster, slot, conns) = (cluster.clone(), slot.clone(), conns.clone());
         service_fn(move |req| {
@@ -213,44 +293,36 @@ fn spawn_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::spawn(async move {
-        tokio::pin!(conn);
-        let evicted = tokio::select! {
-            r = conn.as_mut() => {
-                count_close(&cluster.metrics, r);
-                None
-            }
-            _ = slot.evict.notified() => Some(true),
-            _ = stop.wait_for(|s| *s) => Some(false),
-        };
-        if let Some(evicted) = evicted {
-            // Graceful: an idle connection closes at once, a request in progress
-            // finishes first (keep-alive off).
-            conn.as_mut().graceful_shutdown();
-            if evicted {
-                cluster
-                    .metrics
-                    .connections_closed
-                    .with_label_values(&["evicted"])
-                    .inc();
-                // One that never delivered a request and did not close is mid-way
-                // through dribbling its headers: drop it rather than wait out the
-                // header timeout.
-                let r = tokio::time::timeout(EVICT_GRACE, conn.as_mut()).await;
-                if r.is_err()
-                    && (slot.served.load(Ordering::Relaxed) || slot.busy.load(Ordering::Relaxed))
-                {
-                    let _ = conn.await;
-                }
-            } else {
-                let _ = conn.await;
-            }
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let evicted = tokio::select! {
+        r = conn.as_mut() => {
+            count_close(&cluster.metrics, r);
+            None
         }
-        conns.remove(id);
-        cluster.metrics.connections_open.dec();
-        drop(permit);
-    });
+        _ = slot.evict.notified() => Some(true),
+        _ = stop.wait_for(|s| *s) => Some(false),
+    };
+    let Some(evicted) = evicted else { return };
+    // Graceful: an idle connection closes at once, a request in progress finishes
+    // first (keep-alive off).
+    conn.as_mut().graceful_shutdown();
+    if evicted {
+        cluster
+            .metrics
+            .connections_closed
+            .with_label_values(&["evicted"])
+            .inc();
+        // One that never delivered a request and did not close is mid-way through
+        // dribbling its headers: drop it rather than wait out the header timeout.
+        let r = tokio::time::timeout(EVICT_GRACE, conn.as_mut()).await;
+        if r.is_err() && (slot.served.load(Ordering::Relaxed) || slot.busy.load(Ordering::Relaxed))
+        {
+            let _ = conn.await;
+        }
+    } else {
+        let _ = conn.await;
+    }
 }
 
 /// Counts a connection that ended on an error of its own (header timeout, bad

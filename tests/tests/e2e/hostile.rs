@@ -470,6 +470,7 @@ fn idle_connections_cannot_starve_real_agents() {
         nodes: 1,
         interval: "500ms",
         coordinator_args: ["--max-connections", "64"].map(String::from).to_vec(),
+        ..Default::default()
     });
     c.wait_all("healthy", Duration::from_secs(20));
     let port: u16 = c.url.rsplit(':').next().unwrap().parse().unwrap();

@@ -11,4 +11,5 @@ mod prometheus;
 mod restart;
 mod shards;
 mod telemetry;
+mod tls;
 mod traces;
