@@ -48,6 +48,11 @@ pub enum AdminError {
     NotFound(String),
     #[error("could not persist the change: {0}")]
     Store(String),
+    #[error(
+        "node {id:?} still holds {shards} shard(s): drain it first (`torua drain {id}`) and \
+         remove it once it is drained, or add ?force=true to give up its copies"
+    )]
+    StillHolds { id: String, shards: usize },
 }
 
 impl Cluster {
@@ -187,13 +192,38 @@ impl Cluster {
         Ok(state)
     }
 
-    /// Forgets a node (decommission). Its series vanish from /metrics.
-    pub async fn remove_node(&self, id: &str) -> Result<(), AdminError> {
+    /// Forgets a node (decommission). Its series vanish from /metrics. A node that
+    /// still holds shards is refused unless `force`: its copies may be the last
+    /// in-sync ones. If its agent keeps running, the node joins again (auto_join),
+    /// as a deleted Kubernetes node does while its kubelet runs.
+    pub async fn remove_node(&self, id: &str, force: bool) -> Result<(), AdminError> {
+        if self.nodes.get(id).is_none() {
+            return Err(AdminError::NotFound(id.into()));
+        }
+        let held = self
+            .shards
+            .snapshot()
+            .iter()
+            .filter(|r| r.holds(id))
+            .count();
+        if held > 0 && !force {
+            return Err(AdminError::StillHolds {
+                id: id.into(),
+                shards: held,
+            });
+        }
         let cell = self
             .nodes
             .remove(id)
             .ok_or_else(|| AdminError::NotFound(id.into()))?;
-        tracing::info!("node {} removed by an operator", cell.id);
+        if held > 0 {
+            tracing::warn!(
+                "node {} removed by an operator (forced) while holding {held} shard(s)",
+                cell.id
+            );
+        } else {
+            tracing::info!("node {} removed by an operator", cell.id);
+        }
         self.mover.wake();
         self.persist
             .write(cell.id.to_string(), None)

@@ -71,6 +71,8 @@ pub struct Mover {
     under_since: Mutex<HashMap<u32, Instant>>,
     /// Nodes that held a shard at the last [`update_stats`].
     holders: Mutex<std::collections::HashSet<String>>,
+    /// Shards waiting for a down in-sync holder to return (logged once each).
+    stranded: Mutex<std::collections::HashSet<u32>>,
     /// Last candidate set; a change restarts the rebalance delay and the placement.
     membership: Mutex<Option<Membership>>,
     rebalance_now: AtomicBool,
@@ -247,9 +249,11 @@ pub async fn pass(cluster: &Arc<Cluster>) {
         .values()
         .filter(|n| n.state == NodeState::Unknown)
         .count();
+    // Nodes still unknown after the startup grace count as failed too: a
+    // coordinator restarted on the wrong side of a partition sees exactly that.
     let unhealthy = nodes
         .values()
-        .filter(|n| n.state == NodeState::Unhealthy && !n.draining)
+        .filter(|n| matches!(n.state, NodeState::Unhealthy | NodeState::Unknown) && !n.draining)
         .count();
     // After a restart, wait for nodes to report before judging anyone.
     if in_grace && unknown > 0 {
@@ -385,12 +389,28 @@ pub async fn pass(cluster: &Arc<Cluster>) {
             continue;
         }
 
-        // 2. failover
+        // 2. failover. The last in-sync copy is never given up while its node may
+        // come back: a shard whose every in-sync holder is down stays unavailable,
+        // data intact, until one returns (Kafka without unclean leader election).
+        // Only a holder an operator removed from the cluster is let go.
+        let live_in_sync = rec.write_set().any(|(n, s)| s && !dead(n));
         let dead_holders: Vec<String> = rec
             .write_set()
-            .filter(|(n, _)| dead(n))
+            .filter(|(n, in_sync)| dead(n) && (live_in_sync || !in_sync || !nodes.contains_key(*n)))
             .map(|(n, _)| n.to_string())
             .collect();
+        if dead_holders.is_empty() && !live_in_sync && rec.primary.is_some() {
+            if lock(&m.stranded).insert(id) {
+                tracing::error!(
+                    "shard {id}: unavailable, every in-sync copy is on a down node; \
+                     waiting for one to return (nothing is moved or dropped meanwhile)"
+                );
+            }
+            continue;
+        }
+        if lock(&m.stranded).remove(&id) {
+            tracing::warn!("shard {id}: an in-sync copy is back; available again");
+        }
         if !dead_holders.is_empty() {
             let old_primary = rec.primary.clone();
             let promote = tracing::info_span!("shard.promote", shard = id, lost = ?dead_holders, from = ?old_primary);
@@ -716,7 +736,7 @@ async fn copy(cluster: &Cluster, id: u32, target: &str, cancel: &Notify) -> Resu
 
 /// Refreshes per-node shard counts, which drive draining → drained.
 pub fn update_stats(cluster: &Cluster) {
-    let stats = cluster.shards.stats();
+    let stats = cluster.shards.stats(|n| cluster.nodes.is_down(n));
     let now = std::time::Instant::now();
     // Only holders, now or at the last update, can have a changed count: this runs
     // every pass, and the fleet may be far larger than the set of holders.

@@ -161,6 +161,17 @@ impl Registry {
         (!addr.is_empty()).then_some(addr)
     }
 
+    /// Whether the node cannot serve: unknown to the registry, or judged
+    /// unhealthy, or not heard from since a restart. Draining nodes still serve.
+    pub fn is_down(&self, id: &str) -> bool {
+        self.get(id).is_none_or(|cell| {
+            matches!(
+                cell.lock().health.base,
+                NodeState::Unhealthy | NodeState::Unknown
+            )
+        })
+    }
+
     /// Visits every cell in no particular order, without collecting or sorting.
     /// Holds the registry's read lock: `f` must not insert or remove nodes.
     pub fn for_each(&self, mut f: impl FnMut(&Arc<NodeCell>)) {

@@ -83,8 +83,11 @@ impl ShardRecord {
         }
     }
 
-    pub fn health(&self, rf: usize) -> ShardHealth {
-        match self.in_sync().count() {
+    /// Health counting only in-sync copies on nodes that are not `down`: a shard
+    /// whose every in-sync holder is down is unavailable even though the map still
+    /// names them.
+    pub fn health(&self, rf: usize, down: impl Fn(&str) -> bool) -> ShardHealth {
+        match self.in_sync().filter(|n| !down(n)).count() {
             0 if self.assigned => ShardHealth::Unavailable,
             0 => ShardHealth::UnderReplicated,
             n if n < rf => ShardHealth::UnderReplicated,
@@ -186,7 +189,7 @@ mod tests {
         let mut r = rec("a", &[("b", false)]);
         assert!(!r.remove("a", &[]));
         assert_eq!(r.primary, None);
-        assert_eq!(r.health(2), ShardHealth::Unavailable);
+        assert_eq!(r.health(2, |_| false), ShardHealth::Unavailable);
     }
 
     #[test]
@@ -194,9 +197,18 @@ mod tests {
         let r = rec("a", &[("b", true), ("c", false)]);
         assert_eq!(r.in_sync().collect::<Vec<_>>(), vec!["a", "b"]);
         assert_eq!(r.write_set().count(), 3);
-        assert_eq!(r.health(2), ShardHealth::Ok);
-        assert_eq!(r.health(3), ShardHealth::UnderReplicated);
-        assert_eq!(ShardRecord::new(1).health(2), ShardHealth::UnderReplicated);
+        assert_eq!(r.health(2, |_| false), ShardHealth::Ok);
+        assert_eq!(r.health(3, |_| false), ShardHealth::UnderReplicated);
+        assert_eq!(r.health(2, |n| n == "b"), ShardHealth::UnderReplicated);
+        assert_eq!(
+            r.health(2, |n| n == "a" || n == "b"),
+            ShardHealth::Unavailable,
+            "every in-sync holder down"
+        );
+        assert_eq!(
+            ShardRecord::new(1).health(2, |_| false),
+            ShardHealth::UnderReplicated
+        );
         let mut r = rec("a", &[("b", true)]);
         r.make_primary("b");
         assert_eq!(

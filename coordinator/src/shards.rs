@@ -172,14 +172,15 @@ impl ShardSet {
             .collect()
     }
 
-    /// Per-node counts and shard health, computed from the published records.
-    pub fn stats(&self) -> ShardStats {
+    /// Per-node counts and shard health, computed from the published records;
+    /// copies on nodes that are `down` do not count as available.
+    pub fn stats(&self, down: impl Fn(&str) -> bool) -> ShardStats {
         let mut stats = ShardStats {
             total: self.slots.len(),
             ..Default::default()
         };
         for r in self.snapshot() {
-            match r.health(self.rf) {
+            match r.health(self.rf, &down) {
                 ShardHealth::Ok => {}
                 ShardHealth::UnderReplicated => stats.under_replicated += 1,
                 ShardHealth::Unavailable => stats.unavailable += 1,

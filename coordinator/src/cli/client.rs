@@ -58,6 +58,10 @@ impl Api {
         self.json(Method::POST, path, Bytes::new())
     }
 
+    pub fn delete(&self, path: &str) -> Result<Value, ApiError> {
+        self.json(Method::DELETE, path, Bytes::new())
+    }
+
     pub fn put_json(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
         self.json(Method::PUT, path, Bytes::from(body.to_string()))
     }

@@ -53,6 +53,12 @@ enum Cmd {
     Drain { nodes: Vec<String> },
     /// Cancel a drain.
     Undrain { nodes: Vec<String> },
+    /// Decommission nodes (drain them first; --force gives up the copies they hold).
+    Remove {
+        nodes: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
     /// Derive a node's key from the cluster secret, or make a new secret.
     Keygen(keygen::KeygenArgs),
     /// The shard map: holders, epochs and health per shard.
@@ -100,6 +106,7 @@ pub fn main() -> ExitCode {
         Cmd::Status => status::run(&api, cli.json),
         Cmd::Drain { nodes } => nodes::drain(&api, &nodes, true, cli.json),
         Cmd::Undrain { nodes } => nodes::drain(&api, &nodes, false, cli.json),
+        Cmd::Remove { nodes, force } => nodes::remove(&api, &nodes, force, cli.json),
         Cmd::Keygen(args) => keygen::run(args),
         Cmd::Shards => shards::list(&api, cli.json),
         Cmd::Assign {

@@ -86,9 +86,10 @@ async fn route(cluster: &Cluster, req: Request<Incoming>) -> Resp {
             None => error(ErrorCode::NotFound, format!("no node {id:?}")),
         },
         (["v1", "nodes", id], &Method::DELETE) => {
+            let force = query_flag(&req, "force");
             admin(cluster, &req, async {
                 cluster
-                    .remove_node(id)
+                    .remove_node(id, force)
                     .await
                     .map(|()| json!({"removed": id}))
             })
@@ -122,10 +123,7 @@ async fn route(cluster: &Cluster, req: Request<Incoming>) -> Resp {
             if let Some(denied) = check_admin(cluster, &req) {
                 return denied;
             }
-            let unfreeze = req
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|p| p == "unfreeze=true"));
+            let unfreeze = query_flag(&req, "unfreeze");
             cluster.mover.request_rebalance(unfreeze);
             ok(&json!({ "rebalance": "requested", "unfreeze": unfreeze }))
         }
@@ -143,9 +141,11 @@ async fn route(cluster: &Cluster, req: Request<Incoming>) -> Resp {
 /// must not hold up the heartbeats queued behind it on a runtime worker.
 async fn metrics(cluster: Arc<Cluster>) -> Resp {
     let rendered = tokio::task::spawn_blocking(move || {
-        cluster
-            .metrics
-            .render(&cluster.nodes, &cluster.shards.stats(), Instant::now())
+        cluster.metrics.render(
+            &cluster.nodes,
+            &cluster.shards.stats(|n| cluster.nodes.is_down(n)),
+            Instant::now(),
+        )
     })
     .await;
     match rendered {
@@ -276,5 +276,14 @@ where
         Ok(v) => json(StatusCode::OK, &v),
         Err(AdminError::NotFound(id)) => error(ErrorCode::NotFound, format!("no node {id:?}")),
         Err(e @ AdminError::Store(_)) => error(ErrorCode::Internal, e.to_string()),
+        Err(e @ AdminError::StillHolds { .. }) => error(ErrorCode::Conflict, e.to_string()),
     }
+}
+
+/// Whether the query string says `name=true`.
+fn query_flag<B>(req: &Request<B>, name: &str) -> bool {
+    req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.strip_prefix(name).and_then(|v| v.strip_prefix('=')) == Some("true"))
+    })
 }

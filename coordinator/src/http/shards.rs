@@ -7,13 +7,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use torua_protocol::ErrorCode;
 
-fn view(r: &ShardRecord, rf: usize) -> Value {
+fn view(r: &ShardRecord, cluster: &Cluster) -> Value {
     json!({
         "id": r.id,
         "epoch": r.epoch,
         "primary": r.primary,
         "replicas": r.replicas,
-        "health": r.health(rf),
+        "health": r.health(cluster.shards.rf, |n| cluster.nodes.is_down(n)),
         "pinned": r.pinned,
     })
 }
@@ -24,7 +24,7 @@ pub async fn list(cluster: &Cluster) -> Resp {
         .shards
         .snapshot()
         .iter()
-        .map(|r| view(r, rf))
+        .map(|r| view(r, cluster))
         .collect();
     ok(&json!({ "replication_factor": rf, "shards": shards }))
 }
@@ -47,7 +47,7 @@ fn parse_id(cluster: &Cluster, id: &str) -> Result<u32, Resp> {
 
 pub async fn get(cluster: &Cluster, id: &str) -> Resp {
     match parse_id(cluster, id) {
-        Ok(i) => ok(&view(&*cluster.shards.read(i).await, cluster.shards.rf)),
+        Ok(i) => ok(&view(&*cluster.shards.read(i).await, cluster)),
         Err(r) => r,
     }
 }
@@ -98,7 +98,7 @@ pub async fn assign(cluster: &Cluster, id: &str, body: &[u8]) -> Resp {
     {
         Ok(_) => {
             cluster.mover.wake();
-            ok(&view(&*cluster.shards.read(id).await, cluster.shards.rf))
+            ok(&view(&*cluster.shards.read(id).await, cluster))
         }
         Err(e) => error(
             ErrorCode::Internal,

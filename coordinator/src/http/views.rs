@@ -81,7 +81,7 @@ pub fn cluster_view(c: &Cluster, now: Instant) -> ClusterView {
     for cell in &cells {
         *by_state.entry(cell.lock().state.as_str()).or_default() += 1;
     }
-    let stats = c.shards.stats();
+    let stats = c.shards.stats(|n| c.nodes.is_down(n));
     ClusterView {
         cluster_id: c.meta.cluster_id.clone(),
         version: crate::metrics::VERSION,

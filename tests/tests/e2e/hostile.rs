@@ -672,7 +672,7 @@ fn data_keys_values_and_the_admin_token() {
         ("POST", "/v1/nodes/n1/undrain".into(), b""),
         ("PUT", "/v1/shards/0".into(), br#"{"primary":null}"#),
         ("POST", "/v1/rebalance".into(), b""),
-        ("DELETE", "/v1/nodes/n2".into(), b""),
+        ("DELETE", "/v1/nodes/n2?force=true".into(), b""),
     ];
     let wrong = format!("Bearer {}", TOKEN.replace('7', "8"));
     let right = format!("Bearer {TOKEN}");

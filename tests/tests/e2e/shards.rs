@@ -321,3 +321,149 @@ fn torua_data_alias_patterns_and_limits() {
     let r = http::send("PUT", &alias("bad\u{1}key"), &[], b"x").unwrap();
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+/// The holders of a shard as listed by `/v1/shards`, primary first.
+fn holders(shard: &Value) -> Vec<String> {
+    std::iter::once(&shard["primary"])
+        .chain(
+            shard["replicas"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| &r["node"]),
+        )
+        .filter_map(|n| n.as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn a_shard_whose_every_copy_is_down_waits_for_them_and_loses_nothing() {
+    // Four nodes and a storm threshold no two failures reach: the reconciler acts.
+    let mut opts = fast();
+    opts.nodes = 4;
+    opts.coordinator_args
+        .extend(["--storm-fraction", "0.9"].map(String::from));
+    let c = TestCluster::start(opts);
+    c.wait_all("healthy", SOON);
+    c.wait_green(SOON);
+    let data = dataset(120);
+    write_all(&c, &data);
+
+    // Stop both holders of shard 0: it (and any shard on the same pair) has no
+    // copy left; every other shard still has one.
+    let shards = c.shards_json().unwrap();
+    let pair = holders(&shards[0]);
+    assert_eq!(pair.len(), 2, "{}", shards[0]);
+    let stranded: Vec<&Value> = shards
+        .iter()
+        .filter(|s| {
+            let mut h = holders(s);
+            h.sort();
+            let mut p = pair.clone();
+            p.sort();
+            h == p
+        })
+        .collect();
+    for id in &pair {
+        let i: usize = id.trim_start_matches('n').parse::<usize>().unwrap() - 1;
+        c.agents[i].stop();
+        c.nodes[i].stop();
+    }
+    // The others fail over and are re-replicated onto the two live nodes; the
+    // stranded ones keep their holders and wait.
+    poll_until(
+        Duration::from_secs(40),
+        "the rest repaired, the stranded waiting",
+        || {
+            let cl = c.cluster_json()?;
+            let done = cl["status"] == "red"
+                && cl["shards_unavailable"] == stranded.len()
+                && cl["shards_under_replicated"] == 0
+                && cl["moves_in_flight"] == 0;
+            if done {
+                Ok(())
+            } else {
+                Err(cl.to_string())
+            }
+        },
+    );
+    let now = c.shards_json().unwrap();
+    for s in &stranded {
+        let id = s["id"].as_u64().unwrap() as usize;
+        assert_eq!(
+            holders(&now[id]),
+            holders(s),
+            "shard {id} lost its only copies' holders: {}",
+            now[id]
+        );
+        assert_eq!(now[id]["health"], "unavailable", "{}", now[id]);
+    }
+    let log = c.coord.log_text();
+    assert!(
+        log.contains("every in-sync copy is on a down node"),
+        "not logged"
+    );
+
+    for id in &pair {
+        let i: usize = id.trim_start_matches('n').parse::<usize>().unwrap() - 1;
+        c.nodes[i].cont();
+        c.agents[i].cont();
+    }
+    c.wait_green(Duration::from_secs(40));
+    check_all(&c, &data).unwrap();
+    c.wait_consistent_map(2, SOON).unwrap();
+}
+
+#[test]
+fn an_agent_leaving_drains_its_node_and_remove_then_decommissions_it() {
+    let mut c = TestCluster::start(fast());
+    c.wait_all("healthy", SOON);
+    c.wait_green(SOON);
+    let data = dataset(60);
+    write_all(&c, &data);
+    let torua = || assert_cmd::Command::new(torua_tests::proc::bin("torua"));
+
+    // Removing a node that holds shards is refused: they may be its last copies.
+    let out = torua()
+        .args(["remove", "n3", "--coordinator", &c.url])
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        err.contains("409") && err.contains("drain it first"),
+        "{err}"
+    );
+
+    // The agent's SIGTERM announces `leaving`: n3's shards move off, it ends drained.
+    c.agents[2].signal(nix::sys::signal::Signal::SIGTERM);
+    poll_until(
+        Duration::from_secs(40),
+        "n3 drained, the cluster green",
+        || {
+            let n = c.node("n3")?;
+            let cl = c.cluster_json()?;
+            let held = shard_counts(&c).get("n3").copied().unwrap_or(0);
+            if n["state"] == "drained" && held == 0 && cl["status"] == "green" {
+                Ok(())
+            } else {
+                Err(format!("n3 {} holds {held}; {cl}", n["state"]))
+            }
+        },
+    );
+    check_all(&c, &data).unwrap();
+
+    torua()
+        .args(["remove", "n3", "--coordinator", &c.url])
+        .assert()
+        .success();
+    let ids: Vec<String> = c
+        .nodes_json()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["id"].as_str().map(String::from))
+        .collect();
+    assert_eq!(ids, ["n1", "n2"]);
+    assert!(!c.metrics().contains(r#"node="n3""#), "n3's series remain");
+    check_all(&c, &data).unwrap();
+    let _ = c.agents[2].wait_exit(SOON);
+}
