@@ -237,7 +237,7 @@ fn dashboards_evaluate_against_a_live_cluster() {
             Err(serde_json::to_string(&rules).unwrap())
         }
     });
-    assert_eq!(rules.len(), 13, "3 recording rules and 10 alerts");
+    assert_eq!(rules.len(), 14, "3 recording rules and 11 alerts");
     let bad: Vec<String> = rules
         .iter()
         .filter(|r| r["health"] != "ok")
