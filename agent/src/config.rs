@@ -577,10 +577,13 @@ pub fn http_uri(s: &str) -> Result<hyper::Uri, String> {
     }
 }
 
-/// The coordinator's URL: `http://` or `https://`.
+/// The coordinator's URL: `http://`, or `https://` in an agent built with TLS.
 pub fn coordinator_uri(s: &str) -> Result<hyper::Uri, String> {
     let uri: hyper::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
+        Some("https") if !cfg!(feature = "tls") => Err(format!(
+            "{s:?}: this agent was built without TLS (cargo feature `tls`, on by default)"
+        )),
         Some("http" | "https") if uri.authority().is_some() => Ok(uri),
         _ => Err(format!(
             "{s:?} must be a URL like http://host:port or https://host:port"

@@ -70,19 +70,30 @@ fn unix_ms() -> u64 {
 }
 
 /// The heartbeat client: plain HTTP, or HTTPS for an `https://` coordinator.
+#[cfg(feature = "tls")]
 pub type CoordinatorClient =
     hyper_util::client::legacy::Client<torua_tls::HttpsConnector, Full<Bytes>>;
+/// The heartbeat client of an agent built without TLS: plain HTTP only.
+#[cfg(not(feature = "tls"))]
+pub type CoordinatorClient = crate::checks::HttpClient;
 
 /// The client for `config.coordinator`, trusting `coordinator_ca_file` (or the
 /// system's roots) when it is `https://`.
-pub fn coordinator_client(config: &Config) -> Result<CoordinatorClient, torua_tls::TlsError> {
+#[cfg(feature = "tls")]
+pub fn coordinator_client(config: &Config) -> Result<CoordinatorClient, String> {
     // Trust roots are read only when they can be used.
     let tls = if config.coordinator.starts_with("https://") {
-        torua_tls::client_config(config.coordinator_ca_file.as_deref())?
+        torua_tls::client_config(config.coordinator_ca_file.as_deref())
+            .map_err(|e| e.to_string())?
     } else {
         torua_tls::client_config_trusting_nothing()
     };
     Ok(pooled(torua_tls::https_connector(tcp_connector(), tls)))
+}
+
+#[cfg(not(feature = "tls"))]
+pub fn coordinator_client(_config: &Config) -> Result<CoordinatorClient, String> {
+    Ok(pooled(tcp_connector()))
 }
 
 /// `{base}/v1/heartbeat` for a coordinator base URL.

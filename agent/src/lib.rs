@@ -40,7 +40,7 @@ pub enum AgentError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("coordinator TLS: {0}")]
-    Tls(#[from] torua_tls::TlsError),
+    Tls(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -75,7 +75,7 @@ pub async fn run_on(
         })?;
     let key = config.node_key()?;
     let client = checks::new_client();
-    let coordinator = heartbeat::coordinator_client(&config)?;
+    let coordinator = heartbeat::coordinator_client(&config).map_err(AgentError::Tls)?;
     let metrics = metrics::Metrics::new();
     let health = Arc::new(health::Health::new(&config.checks));
 
