@@ -32,18 +32,7 @@ fuzz_target!(|text: &str| {
     std::fs::write(path, text).expect("scratch file");
     let cli = Cli {
         config: Some(path.clone()),
-        node_id: None,
-        node_addr: None,
-        coordinator: None,
-        listen: None,
-        interval: None,
-        key_file: None,
-        cluster_secret_file: None,
-        allow_insecure_key_file: false,
-        capacity_weight: None,
-        capacity_max_shards: None,
-        metrics_disk_path: None,
-        http_check: None,
+        ..Cli::default()
     };
     match Config::load(&cli) {
         Ok(_) => panic!("load accepted a config that validate refused"),
