@@ -337,7 +337,7 @@ fn chaos_soak_loses_no_acknowledged_write() {
     }
     for life in lives.iter().filter(|l| l.len() >= 2) {
         let (first, last) = (life[0], life[life.len() - 1]);
-        if last > first + 16 * 1024 {
+        if last > first + 8 * 1024 {
             fail(format!(
                 "coordinator memory grew from {first} KiB to {last} KiB within one process life: {life:?}"
             ));
