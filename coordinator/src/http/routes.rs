@@ -105,9 +105,8 @@ async fn route(cluster: &Cluster, req: Request<Incoming>) -> Resp {
         }
         (["v1", "cluster"], &Method::GET) => ok(&cluster_view(cluster, Instant::now())),
         (["v1", "data"], &Method::GET) => super::data::list(cluster, &req).await,
-        (["v1", "shards"], &Method::GET) | (["shards"], &Method::GET) => {
-            super::shards::list(cluster).await
-        }
+        (["v1", "shards"], &Method::GET) => super::shards::list(cluster).await,
+        (["shards"], &Method::GET) => super::shards::list_torua(cluster),
         (["v1", "shards", id], &Method::GET) => super::shards::get(cluster, id).await,
         (["v1", "shards", id], &Method::PUT) => {
             if let Some(denied) = check_admin(cluster, &req) {

@@ -29,6 +29,22 @@ pub async fn list(cluster: &Cluster) -> Resp {
     ok(&json!({ "replication_factor": rf, "shards": shards }))
 }
 
+/// `GET /shards` in Torua's shape (`num_shards`, one `{shard_id, node_id,
+/// is_primary}` entry per holder), so a client written for Torua keeps working.
+pub fn list_torua(cluster: &Cluster) -> Resp {
+    let mut shards = Vec::new();
+    for r in cluster.shards.snapshot() {
+        for (node, _) in r.write_set() {
+            shards.push(json!({
+                "shard_id": r.id,
+                "node_id": node,
+                "is_primary": r.primary.as_deref() == Some(node),
+            }));
+        }
+    }
+    ok(&json!({ "num_shards": cluster.shards.slots.len(), "shards": shards }))
+}
+
 #[allow(clippy::result_large_err)] // the error is the ready response, built once
 fn parse_id(cluster: &Cluster, id: &str) -> Result<u32, Resp> {
     id.parse::<u32>()

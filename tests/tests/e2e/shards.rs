@@ -307,6 +307,17 @@ fn torua_data_alias_patterns_and_limits() {
         assert_eq!(&r.body, v, "{k}");
     }
     assert_eq!(http::get(&alias("missing")).unwrap().status, 404);
+    // Torua's `/shards`: num_shards and one {shard_id, node_id, is_primary} per holder.
+    let v = http::get(&format!("{}/shards", c.url)).unwrap().json();
+    assert_eq!(v["num_shards"], 16, "{v}");
+    let entries = v["shards"].as_array().unwrap();
+    assert_eq!(entries.len(), 32, "16 shards × 2 holders: {v}");
+    for id in 0..16u64 {
+        let of: Vec<&Value> = entries.iter().filter(|e| e["shard_id"] == id).collect();
+        let primaries = of.iter().filter(|e| e["is_primary"] == true).count();
+        assert_eq!((of.len(), primaries), (2, 1), "shard {id}: {v}");
+        assert!(of.iter().all(|e| e["node_id"].is_string()), "{v}");
+    }
     let r = http::send("DELETE", &alias("simple"), &[], b"").unwrap();
     assert_eq!(r.status, 204);
     assert_eq!(http::get(&alias("simple")).unwrap().status, 404);
