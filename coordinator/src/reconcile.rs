@@ -736,17 +736,15 @@ async fn copy(cluster: &Cluster, id: u32, target: &str, cancel: &Notify) -> Resu
 
 /// Refreshes per-node shard counts, which drive draining → drained.
 pub fn update_stats(cluster: &Cluster) {
-    let stats = cluster.shards.stats(|n| cluster.nodes.is_down(n));
+    let per_node = cluster.shards.holdings();
     let now = std::time::Instant::now();
     // Only holders, now or at the last update, can have a changed count: this runs
     // every pass, and the fleet may be far larger than the set of holders.
     let mut holders = lock(&cluster.mover.holders);
-    let visit: std::collections::BTreeSet<String> = holders
-        .drain()
-        .chain(stats.per_node.keys().cloned())
-        .collect();
+    let visit: std::collections::BTreeSet<String> =
+        holders.drain().chain(per_node.keys().cloned()).collect();
     for id in visit {
-        let held = stats.per_node.get(&id).map_or(0, |(p, r)| p + r);
+        let held = per_node.get(&id).map_or(0, |(p, r)| p + r);
         if held > 0 {
             holders.insert(id.clone());
         }

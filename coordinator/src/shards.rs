@@ -185,16 +185,30 @@ impl ShardSet {
                 ShardHealth::UnderReplicated => stats.under_replicated += 1,
                 ShardHealth::Unavailable => stats.unavailable += 1,
             }
-            for (node, _) in r.write_set() {
-                let e = stats.per_node.entry(node.to_string()).or_default();
-                if r.primary.as_deref() == Some(node) {
-                    e.0 += 1;
-                } else {
-                    e.1 += 1;
-                }
-            }
+            count_holdings(&r, &mut stats.per_node);
         }
         stats
+    }
+
+    /// (primary, replica) shard counts per holder, without the health part of
+    /// [`ShardSet::stats`] and its node lookups.
+    pub fn holdings(&self) -> HashMap<String, (usize, usize)> {
+        let mut per_node = HashMap::new();
+        for r in self.snapshot() {
+            count_holdings(&r, &mut per_node);
+        }
+        per_node
+    }
+}
+
+fn count_holdings(r: &ShardRecord, per_node: &mut HashMap<String, (usize, usize)>) {
+    for (node, _) in r.write_set() {
+        let e = per_node.entry(node.to_string()).or_default();
+        if r.primary.as_deref() == Some(node) {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
     }
 }
 
