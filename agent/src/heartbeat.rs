@@ -81,14 +81,13 @@ pub type CoordinatorClient = crate::checks::HttpClient;
 /// system's roots) when it is `https://`.
 #[cfg(feature = "tls")]
 pub fn coordinator_client(config: &Config) -> Result<CoordinatorClient, String> {
-    // Trust roots are read only when they can be used.
-    let tls = if config.coordinator.starts_with("https://") {
-        torua_tls::client_config(config.coordinator_ca_file.as_deref())
-            .map_err(|e| e.to_string())?
-    } else {
-        torua_tls::client_config_trusting_nothing()
-    };
-    Ok(pooled(torua_tls::https_connector(tcp_connector(), tls)))
+    let connector = torua_tls::connector_for(
+        &config.coordinator,
+        config.coordinator_ca_file.as_deref(),
+        tcp_connector(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(pooled(connector))
 }
 
 #[cfg(not(feature = "tls"))]

@@ -43,9 +43,24 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Tls
         .with_no_client_auth())
 }
 
-/// A client config with no trust roots at all: for a client that is only ever
-/// given `http://` URLs but has one connector type for both schemes.
-pub fn client_config_trusting_nothing() -> rustls::ClientConfig {
+/// A connector for a client of `base_url`: TLS trusting `ca_file` (or the system's
+/// roots) when it is `https://`. For an `http://` base no trust roots are read: the
+/// connector keeps one type for both schemes but will never make a handshake.
+pub fn connector_for(
+    base_url: &str,
+    ca_file: Option<&Path>,
+    http: HttpConnector,
+) -> Result<HttpsConnector, TlsError> {
+    let config = if base_url.starts_with("https://") {
+        client_config(ca_file)?
+    } else {
+        client_config_trusting_nothing()
+    };
+    Ok(https_connector(http, config))
+}
+
+/// A client config with no trust roots at all.
+fn client_config_trusting_nothing() -> rustls::ClientConfig {
     rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")

@@ -3,7 +3,7 @@
 //! - [`ServerTls`]: a coordinator listener's certificate and key, loaded from PEM
 //!   files and reloadable in place (SIGHUP), so a rotated certificate takes effect
 //!   without dropping a connection.
-//! - [`https_connector`]: the client side for the agent and the `torua` CLI: trusts a
+//! - [`connector_for`]: the client side for the agent and the `torua` CLI: trusts a
 //!   given CA bundle, or the system's roots when none is given, and still speaks
 //!   plain `http://` so one client serves both schemes.
 //!
@@ -19,7 +19,7 @@ pub mod issue;
 mod pem;
 mod server;
 
-pub use client::{client_config, client_config_trusting_nothing, https_connector, HttpsConnector};
+pub use client::{connector_for, HttpsConnector};
 pub use server::ServerTls;
 pub use tokio_rustls::server::TlsStream;
 

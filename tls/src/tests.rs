@@ -1,5 +1,6 @@
+use crate::client::client_config;
 use crate::issue::{create, Issued};
-use crate::{client_config, ServerTls, TlsError};
+use crate::{ServerTls, TlsError};
 use rustls_pki_types::ServerName;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -94,12 +95,15 @@ fn files_without_pem_blocks_name_what_is_missing() {
 }
 
 #[test]
-fn connectors_build_for_both_kinds_of_client_config() {
+fn connectors_build_for_both_schemes_and_read_trust_only_for_https() {
     let d = tempfile::tempdir().unwrap();
     let i = issued(d.path());
     let http = hyper_util::client::legacy::connect::HttpConnector::new();
-    crate::https_connector(http.clone(), client_config(Some(&i.ca_cert)).unwrap());
-    crate::https_connector(http, crate::client_config_trusting_nothing());
+    crate::connector_for("https://c:1", Some(&i.ca_cert), http.clone()).unwrap();
+    // A CA file that does not exist is not even opened for an http:// base.
+    let absent = d.path().join("absent.pem");
+    crate::connector_for("http://c:1", Some(&absent), http.clone()).unwrap();
+    assert!(crate::connector_for("https://c:1", Some(&absent), http).is_err());
 }
 
 #[test]

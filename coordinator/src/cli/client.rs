@@ -40,13 +40,8 @@ impl Api {
     }
 
     fn client(&self) -> Result<Client<torua_tls::HttpsConnector, Full<Bytes>>, ApiError> {
-        // Trust roots are read only for an https:// coordinator.
-        let tls = if self.base.starts_with("https://") {
-            torua_tls::client_config(self.ca_file.as_deref())?
-        } else {
-            torua_tls::client_config_trusting_nothing()
-        };
-        let connector = torua_tls::https_connector(HttpConnector::new(), tls);
+        let connector =
+            torua_tls::connector_for(&self.base, self.ca_file.as_deref(), HttpConnector::new())?;
         Ok(Client::builder(TokioExecutor::new()).build(connector))
     }
 
