@@ -1,34 +1,43 @@
 //! `torua drain|undrain|remove NODE…`.
 
-use super::Api;
+use super::{Api, ApiError};
+use serde_json::Value;
 
 pub fn drain(api: &Api, nodes: &[String], drain: bool, as_json: bool) -> anyhow::Result<()> {
-    anyhow::ensure!(!nodes.is_empty(), "name at least one node");
     let action = if drain { "drain" } else { "undrain" };
-    let mut failed = 0;
-    for id in nodes {
-        match api.post(&format!("/v1/nodes/{id}/{action}")) {
-            Ok(v) if as_json => println!("{v}"),
-            Ok(v) => println!("{id}: {}", v["state"].as_str().unwrap_or("?")),
-            Err(e) => {
-                eprintln!("{id}: {e}");
-                failed += 1;
-            }
-        }
-    }
-    anyhow::ensure!(failed == 0, "{failed} of {} nodes failed", nodes.len());
-    Ok(())
+    each_node(
+        nodes,
+        as_json,
+        |id| api.post(&format!("/v1/nodes/{id}/{action}")),
+        |v| v["state"].as_str().unwrap_or("?").to_string(),
+    )
 }
 
 /// Decommissions nodes: refused while a node holds shards unless `force`.
 pub fn remove(api: &Api, nodes: &[String], force: bool, as_json: bool) -> anyhow::Result<()> {
-    anyhow::ensure!(!nodes.is_empty(), "name at least one node");
     let query = if force { "?force=true" } else { "" };
+    each_node(
+        nodes,
+        as_json,
+        |id| api.delete(&format!("/v1/nodes/{id}{query}")),
+        |_| "removed".to_string(),
+    )
+}
+
+/// Runs `call` for every node, printing `id: summary` (or the JSON answer) per
+/// success and the error per failure; fails if any node failed.
+fn each_node(
+    nodes: &[String],
+    as_json: bool,
+    call: impl Fn(&str) -> Result<Value, ApiError>,
+    summary: impl Fn(&Value) -> String,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!nodes.is_empty(), "name at least one node");
     let mut failed = 0;
     for id in nodes {
-        match api.delete(&format!("/v1/nodes/{id}{query}")) {
+        match call(id) {
             Ok(v) if as_json => println!("{v}"),
-            Ok(_) => println!("{id}: removed"),
+            Ok(v) => println!("{id}: {}", summary(&v)),
             Err(e) => {
                 eprintln!("{id}: {e}");
                 failed += 1;
