@@ -332,6 +332,20 @@ impl TestCluster {
     }
 }
 
+/// The holders of a shard as `/v1/shards` lists it, primary first.
+pub fn shard_holders(shard: &Value) -> Vec<String> {
+    std::iter::once(&shard["primary"])
+        .chain(
+            shard["replicas"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| &r["node"]),
+        )
+        .filter_map(|n| n.as_str().map(String::from))
+        .collect()
+}
+
 /// A CA and a coordinator certificate for 127.0.0.1 in `dir`, made by the real
 /// `torua tls create`; the harness's HTTP helpers trust the CA from now on.
 pub fn create_certificates(dir: &std::path::Path) -> PathBuf {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
-use torua_tests::cluster::{encode_key, Options, TestCluster};
+use torua_tests::cluster::{encode_key, shard_holders, Options, TestCluster};
 use torua_tests::{http, try_poll_until};
 
 fn rss_kib(pid: i32) -> u64 {
@@ -55,13 +55,7 @@ fn holders_hold_their_shards(c: &TestCluster) -> Result<(), String> {
         let id = format!("n{}", i + 1);
         let held = http::get(&format!("{url}/v1/shards"))?.json();
         for s in &shards {
-            let holds = s["primary"] == id.as_str()
-                || s["replicas"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|r| r["node"] == id.as_str());
-            if !holds {
+            if !shard_holders(s).contains(&id) {
                 continue;
             }
             let ok = held["shards"]

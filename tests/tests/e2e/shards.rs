@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::thread;
 use std::time::{Duration, Instant};
-use torua_tests::cluster::{Options, TestCluster};
+use torua_tests::cluster::{shard_holders as holders, Options, TestCluster};
 use torua_tests::{http, poll_until};
 
 const SOON: Duration = Duration::from_secs(20);
@@ -76,16 +76,8 @@ fn check_all(c: &TestCluster, data: &BTreeMap<String, Vec<u8>>) -> Result<(), St
 fn shard_counts(c: &TestCluster) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for s in c.shards_json().unwrap() {
-        for h in std::iter::once(s["primary"].clone()).chain(
-            s["replicas"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["node"].clone()),
-        ) {
-            if let Some(n) = h.as_str() {
-                *m.entry(n.to_string()).or_default() += 1;
-            }
+        for n in holders(&s) {
+            *m.entry(n).or_default() += 1;
         }
     }
     m
@@ -333,20 +325,6 @@ fn torua_data_alias_patterns_and_limits() {
     assert_eq!(r.status, 400, "{}", r.text());
 }
 
-/// The holders of a shard as listed by `/v1/shards`, primary first.
-fn holders(shard: &Value) -> Vec<String> {
-    std::iter::once(&shard["primary"])
-        .chain(
-            shard["replicas"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| &r["node"]),
-        )
-        .filter_map(|n| n.as_str().map(String::from))
-        .collect()
-}
-
 #[test]
 fn a_shard_whose_every_copy_is_down_waits_for_them_and_loses_nothing() {
     // Four nodes and a storm threshold no two failures reach: the reconciler acts.
@@ -363,22 +341,22 @@ fn a_shard_whose_every_copy_is_down_waits_for_them_and_loses_nothing() {
     // Stop both holders of shard 0: it (and any shard on the same pair) has no
     // copy left; every other shard still has one.
     let shards = c.shards_json().unwrap();
-    let pair = holders(&shards[0]);
+    let mut pair = holders(&shards[0]);
     assert_eq!(pair.len(), 2, "{}", shards[0]);
+    pair.sort();
     let stranded: Vec<&Value> = shards
         .iter()
         .filter(|s| {
             let mut h = holders(s);
             h.sort();
-            let mut p = pair.clone();
-            p.sort();
-            h == p
+            h == pair
         })
         .collect();
+    // n1 is c.nodes[0] and c.agents[0], and so on.
+    let index = |id: &str| id.trim_start_matches('n').parse::<usize>().unwrap() - 1;
     for id in &pair {
-        let i: usize = id.trim_start_matches('n').parse::<usize>().unwrap() - 1;
-        c.agents[i].stop();
-        c.nodes[i].stop();
+        c.agents[index(id)].stop();
+        c.nodes[index(id)].stop();
     }
     // The others fail over and are re-replicated onto the two live nodes; the
     // stranded ones keep their holders and wait.
@@ -416,9 +394,8 @@ fn a_shard_whose_every_copy_is_down_waits_for_them_and_loses_nothing() {
     );
 
     for id in &pair {
-        let i: usize = id.trim_start_matches('n').parse::<usize>().unwrap() - 1;
-        c.nodes[i].cont();
-        c.agents[i].cont();
+        c.nodes[index(id)].cont();
+        c.agents[index(id)].cont();
     }
     c.wait_green(Duration::from_secs(40));
     check_all(&c, &data).unwrap();
