@@ -6,16 +6,18 @@ use clap::Parser;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 use torua_protocol::duration::parse_duration;
+use torua_protocol::keyfile::{self, KeyFileError};
 use torua_protocol::validate::{check_node_addr, is_valid_name};
-use torua_protocol::{derive_node_key, Capacity, CheckKind, NodeKey, MAX_CHECKS};
+use torua_protocol::{Capacity, CheckKind, NodeKey, MAX_CHECKS};
 
 /// Shortest secret accepted in `cluster_secret_file` (SPEC §2).
-pub const MIN_SECRET_BYTES: usize = 32;
+pub use torua_protocol::keyfile::MIN_SECRET_BYTES;
+/// Most coordinators an agent may be given.
+pub const MAX_COORDINATORS: usize = 16;
 
 /// Command line of `torua-agent`. Every flag also reads a `TORUA_*` env var; a flag or
 /// env var wins over the config file, which wins over the built-in default.
@@ -35,8 +37,9 @@ pub struct Cli {
     /// Base URL of the storage node, reported in heartbeats.
     #[arg(long, env = "TORUA_NODE_ADDR", value_name = "URL")]
     pub node_addr: Option<String>,
-    /// Base URL of the coordinator (http:// or https://).
-    #[arg(long, env = "TORUA_COORDINATOR", value_name = "URL")]
+    /// Base URL(s) of the coordinators (http:// or https://), comma-separated:
+    /// heartbeats go to one of them and follow the leader.
+    #[arg(long, env = "TORUA_COORDINATOR", value_name = "URL[,URL...]")]
     pub coordinator: Option<String>,
     /// CA certificate(s) to trust for an https:// coordinator (default: the system's).
     #[arg(long, env = "TORUA_COORDINATOR_CA_FILE", value_name = "FILE")]
@@ -80,9 +83,13 @@ pub struct Config {
     /// Base URL of the storage node reported in heartbeats.
     #[serde(default = "default_node_addr")]
     pub node_addr: String,
-    /// Base URL of the coordinator; heartbeats go to `{coordinator}/v1/heartbeat`.
-    #[serde(default = "default_coordinator")]
-    pub coordinator: String,
+    /// Base URLs of the coordinators (YAML: one URL or a list); heartbeats go to
+    /// `{coordinator}/v1/heartbeat` of one of them, which follows the leader.
+    #[serde(
+        default = "default_coordinator",
+        deserialize_with = "url_list::deserialize"
+    )]
+    pub coordinator: Vec<String>,
     /// PEM CA certificate(s) to trust for an `https://` coordinator; without it, the
     /// system's trust roots.
     #[serde(default)]
@@ -206,8 +213,8 @@ pub enum ProbeSpec {
 fn default_node_addr() -> String {
     "http://127.0.0.1:7401".into()
 }
-fn default_coordinator() -> String {
-    "http://127.0.0.1:7400".into()
+fn default_coordinator() -> Vec<String> {
+    vec!["http://127.0.0.1:7400".into()]
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7501))
@@ -318,7 +325,9 @@ impl Config {
         }
         set(&mut self.node_id, &cli.node_id);
         set(&mut self.node_addr, &cli.node_addr);
-        set(&mut self.coordinator, &cli.coordinator);
+        if let Some(list) = &cli.coordinator {
+            self.coordinator = split_list(list);
+        }
         set(&mut self.listen, &cli.listen);
         set(&mut self.interval, &cli.interval);
         set(&mut self.capacity.weight, &cli.capacity_weight);
@@ -359,15 +368,15 @@ impl Config {
         if let Err(m) = check_node_addr(&self.node_addr) {
             return err("node_addr", format!("{:?} {m}", self.node_addr));
         }
-        if let Err(m) = coordinator_uri(&self.coordinator) {
-            return err("coordinator", m);
-        }
-        if self.coordinator_ca_file.is_some() && !self.coordinator.starts_with("https://") {
+        validate_coordinators(&self.coordinator)?;
+        if self.coordinator_ca_file.is_some()
+            && !self.coordinator.iter().any(|c| c.starts_with("https://"))
+        {
             return err(
                 "coordinator_ca_file",
                 format!(
-                    "is set, but the coordinator {:?} is not https://",
-                    self.coordinator
+                    "is set, but no coordinator is https:// ({})",
+                    self.coordinator.join(", ")
                 ),
             );
         }
@@ -427,33 +436,13 @@ impl Config {
         Ok(())
     }
 
-    /// Loads the signing key: from `key_file`, or derived from `cluster_secret_file`.
+    /// Loads the signing key: from `key_file`, or derived from `cluster_secret_file`
+    /// (the rules are `torua_protocol::keyfile`'s, shared with `torua-node`).
     pub fn node_key(&self) -> Result<NodeKey, ConfigError> {
+        let insecure = self.allow_insecure_key_file;
         match (&self.key_file, &self.cluster_secret_file) {
-            (Some(path), None) => {
-                let bytes = read_secret(path, self.allow_insecure_key_file)?;
-                let text = String::from_utf8_lossy(&bytes);
-                NodeKey::from_hex(&text).map_err(|_| {
-                    ConfigError::Key(format!(
-                        "{}: a node key must be 64 hex characters (see `torua keygen`)",
-                        path.display()
-                    ))
-                })
-            }
-            (None, Some(path)) => {
-                let mut secret = read_secret(path, self.allow_insecure_key_file)?;
-                if secret.last() == Some(&b'\n') {
-                    secret.pop();
-                }
-                if secret.len() < MIN_SECRET_BYTES {
-                    return Err(ConfigError::Key(format!(
-                        "{}: the cluster secret is {} bytes, at least {MIN_SECRET_BYTES} are needed",
-                        path.display(),
-                        secret.len()
-                    )));
-                }
-                Ok(derive_node_key(&secret, &self.node_id))
-            }
+            (Some(path), None) => Ok(keyfile::load_key_file(path, insecure)?),
+            (None, Some(path)) => Ok(keyfile::load_secret_as_key(path, &self.node_id, insecure)?),
             _ => Err(ConfigError::Key(
                 "set exactly one of key_file and cluster_secret_file".into(),
             )),
@@ -591,6 +580,54 @@ pub fn coordinator_uri(s: &str) -> Result<hyper::Uri, String> {
     }
 }
 
+/// A comma-separated list of URLs as given by `--coordinator` / `TORUA_COORDINATOR`
+/// (or a YAML string): each entry trimmed; empty entries stay, for validation to name.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(|e| e.trim().to_string()).collect()
+}
+
+/// A coordinator base URL without its trailing `/`, the form entries are compared in.
+pub fn normalize_base(s: &str) -> &str {
+    s.trim_end_matches('/')
+}
+
+/// Every entry a usable coordinator URL, at least one, none twice. The field is
+/// `coordinator` for a single entry, `coordinator[i]` in a list.
+fn validate_coordinators(list: &[String]) -> Result<(), (String, String)> {
+    if list.is_empty() {
+        return Err((
+            "coordinator".into(),
+            "is empty: give at least one coordinator URL".into(),
+        ));
+    }
+    if list.len() > MAX_COORDINATORS {
+        return Err((
+            "coordinator".into(),
+            format!(
+                "lists {} coordinators, at most {MAX_COORDINATORS} are allowed",
+                list.len()
+            ),
+        ));
+    }
+    let field = |i: usize| {
+        if list.len() == 1 {
+            "coordinator".to_string()
+        } else {
+            format!("coordinator[{i}]")
+        }
+    };
+    for (i, c) in list.iter().enumerate() {
+        coordinator_uri(c).map_err(|m| (field(i), m))?;
+        if let Some(j) = list[..i]
+            .iter()
+            .position(|o| normalize_base(o) == normalize_base(c))
+        {
+            return Err((field(i), format!("{c:?} is listed twice (also entry {j})")));
+        }
+    }
+    Ok(())
+}
+
 /// Where `field` or, failing that, its closest spelled-out ancestor sits.
 fn locate_nearest(text: &str, field: &str) -> (usize, usize) {
     let mut path = field;
@@ -631,24 +668,46 @@ mod serde_str {
     }
 }
 
-/// Reads a key or secret file, refusing one that group or others may read.
-fn read_secret(path: &Path, allow_insecure: bool) -> Result<Vec<u8>, ConfigError> {
-    let read_err = |source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 && !allow_insecure {
-        return Err(ConfigError::Key(format!(
-            "{}: mode {:03o} lets group or others read this secret; run `chmod 600 {}` \
-             or pass --allow-insecure-key-file",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        )));
+/// Serde for `coordinator:`: one URL (commas separate several, as on the command
+/// line) or a list of URLs.
+mod url_list {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use std::fmt;
+
+    struct UrlListVisitor;
+
+    impl<'de> Visitor<'de> for UrlListVisitor {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a URL or a list of URLs")
+        }
+
+        fn visit_str<E: Error>(self, s: &str) -> Result<Vec<String>, E> {
+            Ok(super::split_list(s))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(url) = seq.next_element::<String>()? {
+                out.push(url.trim().to_string());
+            }
+            Ok(out)
+        }
     }
-    std::fs::read(path).map_err(read_err)
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        d.deserialize_any(UrlListVisitor)
+    }
+}
+
+impl From<KeyFileError> for ConfigError {
+    fn from(e: KeyFileError) -> Self {
+        match e {
+            KeyFileError::Read { path, source } => ConfigError::Read { path, source },
+            KeyFileError::Refused(message) => ConfigError::Key(message),
+        }
+    }
 }
 
 /// `FILE:LINE:COL: field `x`: message` from a serde_norway error.

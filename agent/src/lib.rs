@@ -80,7 +80,7 @@ pub async fn run_on(
     let health = Arc::new(health::Health::new(&config.checks));
 
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, node_id = %config.node_id, coordinator = %config.coordinator, "agent listening");
+        tracing::info!(%addr, node_id = %config.node_id, coordinator = %config.coordinator.join(","), "agent listening");
     }
     let probes = server::Probes {
         health: health.clone(),

@@ -34,6 +34,34 @@ impl SendResult {
     }
 }
 
+/// Why the heartbeat sender moved to another coordinator: the `reason` label of
+/// `torua_agent_coordinator_switches_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchReason {
+    /// No answer: connection error or timeout.
+    Unreachable,
+    /// A 5xx answer that named no leader (or only one that just did not answer).
+    ServerError,
+    /// A `not_leader` answer whose `Torua-Leader` header named the leader.
+    NotLeader,
+}
+
+impl SwitchReason {
+    pub const ALL: [SwitchReason; 3] = [
+        SwitchReason::Unreachable,
+        SwitchReason::ServerError,
+        SwitchReason::NotLeader,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchReason::Unreachable => "unreachable",
+            SwitchReason::ServerError => "server_error",
+            SwitchReason::NotLeader => "not_leader",
+        }
+    }
+}
+
 /// The agent's registry and metric handles.
 #[derive(Clone)]
 pub struct Metrics {
@@ -42,6 +70,7 @@ pub struct Metrics {
     check_duration: HistogramVec,
     heartbeats_sent: IntCounterVec,
     heartbeat_rtt: Histogram,
+    coordinator_switches: IntCounterVec,
     liveness: Gauge,
     readiness: Gauge,
 }
@@ -82,6 +111,15 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
         )
         .expect("valid metric");
+        let coordinator_switches = IntCounterVec::new(
+            Opts::new(
+                "torua_agent_coordinator_switches_total",
+                "Times the heartbeat sender moved to another coordinator, by reason \
+                 (unreachable, server_error, not_leader).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let liveness = Gauge::new(
             "torua_agent_liveness",
             "Aggregated liveness over checks: 0 pass, 1 warn, 2 fail.",
@@ -106,11 +144,15 @@ impl Metrics {
         for r in SendResult::ALL {
             heartbeats_sent.with_label_values(&[r.as_str()]);
         }
+        for r in SwitchReason::ALL {
+            coordinator_switches.with_label_values(&[r.as_str()]);
+        }
         for c in [
             Box::new(check_status.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(check_duration.clone()),
             Box::new(heartbeats_sent.clone()),
             Box::new(heartbeat_rtt.clone()),
+            Box::new(coordinator_switches.clone()),
             Box::new(liveness.clone()),
             Box::new(readiness.clone()),
             Box::new(build_info),
@@ -124,6 +166,7 @@ impl Metrics {
             check_duration,
             heartbeats_sent,
             heartbeat_rtt,
+            coordinator_switches,
             liveness,
             readiness,
         }
@@ -151,6 +194,13 @@ impl Metrics {
         if let Some(rtt) = rtt {
             self.heartbeat_rtt.observe(rtt);
         }
+    }
+
+    /// The heartbeat sender moved to another coordinator.
+    pub fn coordinator_switched(&self, reason: SwitchReason) {
+        self.coordinator_switches
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -202,6 +252,9 @@ mod tests {
             "torua_agent_heartbeats_sent_total{result=\"rejected\"} 0",
             "torua_agent_heartbeats_sent_total{result=\"error\"} 0",
             "torua_agent_heartbeat_rtt_seconds_count 1",
+            "torua_agent_coordinator_switches_total{reason=\"unreachable\"} 0",
+            "torua_agent_coordinator_switches_total{reason=\"server_error\"} 0",
+            "torua_agent_coordinator_switches_total{reason=\"not_leader\"} 0",
             "torua_agent_liveness 0",
             "torua_agent_readiness 0",
             "torua_agent_build_info{version=\"",

@@ -6,7 +6,7 @@ use crate::proc::{free_port, sibling_bin, Proc};
 use anyhow::{bail, Result};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// 48 bytes: the coordinator wants ≥ 32.
@@ -24,9 +24,7 @@ impl Coordinator {
     /// Starts `torua-coordinator` on a free port with `extra` flags; waits for /readyz.
     pub async fn start(extra: &[&str]) -> Result<Coordinator> {
         let dir = tempfile::Builder::new().prefix("torua-bench-").tempdir()?;
-        let secret_file = dir.path().join("cluster-secret");
-        std::fs::write(&secret_file, SECRET)?;
-        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600))?;
+        let secret_file = write_secret(dir.path())?;
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let mut args: Vec<String> = vec![
             "--listen".into(),
@@ -69,6 +67,14 @@ impl Coordinator {
     }
 }
 
+/// Writes [`SECRET`] to `dir/cluster-secret` (mode 0600) and returns its path.
+pub fn write_secret(dir: &Path) -> Result<PathBuf> {
+    let secret_file = dir.join("cluster-secret");
+    std::fs::write(&secret_file, SECRET)?;
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600))?;
+    Ok(secret_file)
+}
+
 /// A storage node and its agent, heartbeating to `coord`.
 pub struct Member {
     pub id: String,
@@ -78,9 +84,27 @@ pub struct Member {
 
 impl Member {
     pub async fn start(coord: &Coordinator, id: &str, interval: &str) -> Result<Member> {
+        Member::start_at(
+            coord.dir.path(),
+            &coord.secret_file,
+            &coord.url,
+            id,
+            interval,
+        )
+    }
+
+    /// A node and its agent with their logs in `dir`; `coordinators` is the agent's
+    /// `--coordinator` (one URL, or several comma-separated for coordinator HA).
+    pub fn start_at(
+        dir: &Path,
+        secret_file: &Path,
+        coordinators: &str,
+        id: &str,
+        interval: &str,
+    ) -> Result<Member> {
         let node_port = free_port();
         let node_url = format!("http://127.0.0.1:{node_port}");
-        let node = Proc::start(
+        let mut node = Proc::start(
             &format!("node-{id}"),
             &sibling_bin("torua-node")?,
             &[
@@ -89,22 +113,26 @@ impl Member {
                 "--node-id".into(),
                 id.into(),
             ],
-            coord.dir.path(),
+            dir,
             "warn",
         )?;
+        // The agent's first http check must find the node listening: a node that
+        // starts out unhealthy is left out of the first placement and rebalanced
+        // onto later, in the middle of a measurement.
+        wait_listening(&mut node, node_port)?;
         let agent_args: Vec<String> = [
             "--node-id",
             id,
             "--node-addr",
             &node_url,
             "--coordinator",
-            &coord.url,
+            coordinators,
             "--listen",
             &format!("127.0.0.1:{}", free_port()),
             "--interval",
             interval,
             "--cluster-secret-file",
-            &coord.secret_file.display().to_string(),
+            &secret_file.display().to_string(),
             "--http-check",
             &format!("{node_url}/health"),
         ]
@@ -115,7 +143,7 @@ impl Member {
             &format!("agent-{id}"),
             &sibling_bin("torua-agent")?,
             &agent_args,
-            coord.dir.path(),
+            dir,
             "warn",
         )?;
         Ok(Member {
@@ -124,6 +152,19 @@ impl Member {
             agent,
         })
     }
+}
+
+/// Waits (up to 10 s) until `proc` accepts connections on loopback `port`.
+fn wait_listening(proc: &mut Proc, port: u16) -> Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..1000 {
+        proc.check_running()?;
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("{} not listening on {addr} after 10 s", proc.name)
 }
 
 /// The `state` of node `id` as the coordinator reports it (None before it is known).

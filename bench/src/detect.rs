@@ -41,11 +41,7 @@ const POLL: Duration = Duration::from_millis(10);
 const TARGET: &str = "d1";
 
 pub fn run(args: Args) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    rt.block_on(run_async(args))
+    crate::block_on(1, run_async(args))
 }
 
 async fn run_async(args: Args) -> Result<()> {

@@ -195,11 +195,7 @@ pub fn print_steps(title: &str, steps: &[Step]) {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()?;
-    rt.block_on(run_async(args))
+    crate::block_on(args.threads.max(1), run_async(args))
 }
 
 async fn run_async(args: Args) -> Result<()> {

@@ -44,6 +44,33 @@ impl Client {
         Client { addr, send: None }
     }
 
+    /// Drops the connection; the next request opens a new one.
+    pub fn reset(&mut self) {
+        self.send = None;
+    }
+
+    /// [`Client::request`] with a deadline; past it the connection is dropped (its
+    /// answer, if any, would belong to the abandoned request).
+    pub async fn request_within(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+        within: std::time::Duration,
+    ) -> Result<Reply> {
+        match tokio::time::timeout(within, self.request(method, path, body)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.reset();
+                anyhow::bail!("{method} {path}: no answer within {within:?}")
+            }
+        }
+    }
+
+    pub async fn get_within(&mut self, path: &str, within: std::time::Duration) -> Result<Reply> {
+        self.request_within("GET", path, Bytes::new(), within).await
+    }
+
     pub async fn get(&mut self, path: &str) -> Result<Reply> {
         self.request("GET", path, Bytes::new()).await
     }

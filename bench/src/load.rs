@@ -17,9 +17,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use torua_protocol::{authorization_header, derive_node_key, sign, NodeKey};
 
-/// Address every simulated node reports; nothing listens there.
-pub const NODE_ADDR: &str = "http://127.0.0.1:9";
-
 /// One simulated agent: its id, key and replay state. Shardless by default (see
 /// [`body_with`]).
 pub struct SimNode {
@@ -29,6 +26,8 @@ pub struct SimNode {
     seq: u64,
     /// Advertise `max_shards: 0` (see [`body_with`]).
     pub shardless: bool,
+    /// The coordinator nonce to echo, once one answered.
+    pub nonce: Option<String>,
 }
 
 impl SimNode {
@@ -39,13 +38,14 @@ impl SimNode {
             incarnation,
             seq: 0,
             shardless: true,
+            nonce: None,
         }
     }
 
     /// The next heartbeat (seq + 1, sent now) and its `Authorization` header.
     pub fn next(&mut self, interval_ms: u64) -> (Vec<u8>, String) {
         self.seq += 1;
-        let body = body_with(
+        let mut body = body_with(
             &self.id,
             self.incarnation,
             self.seq,
@@ -53,6 +53,11 @@ impl SimNode {
             interval_ms,
             self.shardless,
         );
+        if let Some(n) = &self.nonce {
+            // The template ends with the capacity object's and the body's braces.
+            body.pop();
+            write!(body, r#","coordinator_nonce":"{n}"}}"#).expect("write to Vec");
+        }
         let auth = authorization_header(&self.id, &sign(&self.key, &body));
         (body, auth)
     }
@@ -68,7 +73,9 @@ pub fn now_ms() -> u64 {
 /// A SPEC §2 heartbeat like a real agent's (one http check, two disk metrics),
 /// written from a template: serde would cost the generator more than the format.
 /// `shardless` adds `"max_shards":0` so placement never sends shards to
-/// the simulated node (nothing listens at [`NODE_ADDR`]).
+/// the simulated node. Node `id` claims to serve at `http://<id>.invalid:9`: one
+/// address per node (two live nodes may not share one), on a name that never
+/// resolves (`.invalid`, RFC 2606).
 pub fn body_with(
     id: &str,
     incarnation: u64,
@@ -82,7 +89,7 @@ pub fn body_with(
         b,
         concat!(
             r#"{{"v":1,"node_id":"{}","incarnation":{},"seq":{},"sent_at_ms":{},"#,
-            r#""interval_ms":{},"node_addr":"{}","state":"running","liveness":"pass","#,
+            r#""interval_ms":{},"node_addr":"http://{}.invalid:9","state":"running","liveness":"pass","#,
             r#""readiness":"pass","checks":[{{"name":"node-http","kind":"http","#,
             r#""status":"pass","duration_ms":0.8,"message":"200 OK"}}],"#,
             r#""metrics":{{"disk_free_bytes":1.2e11,"disk_total_bytes":2.5e11}},"#,
@@ -93,7 +100,7 @@ pub fn body_with(
         seq,
         sent_at_ms,
         interval_ms,
-        NODE_ADDR,
+        id,
         if shardless { r#","max_shards":0"# } else { "" }
     )
     .expect("write to Vec");
@@ -201,13 +208,24 @@ impl Conn {
         };
         let i = self.next;
         self.next = (self.next + 1) % self.nodes.len();
-        let (body, auth) = self.nodes[i].next(self.interval_ms);
-        let (status, body) = match wire.post("/v1/heartbeat", &auth, &body).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.wire = None;
-                return Err(e);
+        let mut challenged = false;
+        let (status, body) = loop {
+            let (body, auth) = self.nodes[i].next(self.interval_ms);
+            let status = match wire.post("/v1/heartbeat", &auth, &body).await {
+                Ok((status, _)) => status,
+                Err(e) => {
+                    self.wire = None;
+                    return Err(e);
+                }
+            };
+            // A node's first heartbeat to a coordinator process is asked to echo its
+            // nonce, as a real agent does: once per node, at registration.
+            if status == 409 && !challenged && wire.nonce != self.nodes[i].nonce {
+                self.nodes[i].nonce = wire.nonce.clone();
+                challenged = true;
+                continue;
             }
+            break (status, wire.last_body());
         };
         if status == 200 {
             return Ok(Outcome::Accepted);
@@ -372,10 +390,14 @@ mod tests {
         assert_eq!(hb.seq, 3);
         assert_eq!(hb.checks.len(), 1);
         assert_eq!(hb.metrics.len(), 2);
-        assert_eq!(hb.node_addr, NODE_ADDR);
+        assert_eq!(hb.node_addr, "http://bench-7.invalid:9");
         assert_eq!(hb.capacity.max_shards, None);
         let b = body_with("bench-7", 1, 1, 2, 1000, true);
         let hb = torua_protocol::decode_heartbeat(&b).expect("decodes");
         assert_eq!(hb.capacity.max_shards, Some(0));
+        let mut n = SimNode::new(b"secret", "bench-8".into(), 1);
+        n.nonce = Some("00ff".into());
+        let hb = torua_protocol::decode_heartbeat(&n.next(1000).0).expect("decodes");
+        assert_eq!(hb.coordinator_nonce.as_deref(), Some("00ff"));
     }
 }

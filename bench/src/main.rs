@@ -7,8 +7,11 @@
 mod cluster;
 mod detect;
 mod etcd;
+mod failover;
+mod failover_latency;
 mod footprint;
 mod heartbeats;
+mod hotspots;
 mod http;
 mod load;
 mod proc;
@@ -20,7 +23,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Torua benchmarks: heartbeat throughput (vs etcd), failure detection, agent
-/// footprint (vs node_exporter), /metrics scrape.
+/// footprint (vs node_exporter), /metrics scrape, coordinator failover on etcd.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -38,6 +41,28 @@ enum Cmd {
     Footprint(footprint::Args),
     /// /metrics latency and size with many tracked nodes.
     Scrape(scrape::Args),
+    /// SIGKILL of the leading coordinator (HA on etcd): takeover, first commit,
+    /// agents re-attached, client write errors; acknowledged writes checked.
+    Failover(failover::Args),
+    /// A storage node SIGSTOPped under client load: client-observed latency before,
+    /// during and after, with hedged reads and bounded write stalls on and off.
+    FailoverLatency(failover_latency::Args),
+    /// Zipf-skewed client load on two clusters at once, load balancing on and off:
+    /// max/mean node load over time, load moves and role swaps, client latency.
+    Hotspots(hotspots::Args),
+}
+
+/// Runs a benchmark's async body on a runtime of `workers` threads (one by default:
+/// the figures must not depend on how many the machine has spare).
+fn block_on<T>(
+    workers: usize,
+    body: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?
+        .block_on(body)
 }
 
 fn main() -> ExitCode {
@@ -47,6 +72,9 @@ fn main() -> ExitCode {
         Cmd::Detect(a) => detect::run(a),
         Cmd::Footprint(a) => footprint::run(a),
         Cmd::Scrape(a) => scrape::run(a),
+        Cmd::Failover(a) => failover::run(a),
+        Cmd::FailoverLatency(a) => failover_latency::run(a),
+        Cmd::Hotspots(a) => hotspots::run(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

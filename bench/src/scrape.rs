@@ -31,11 +31,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    rt.block_on(run_async(args))
+    crate::block_on(1, run_async(args))
 }
 
 async fn scrape_phase(

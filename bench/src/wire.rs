@@ -16,6 +16,9 @@ pub struct Wire {
     stream: TcpStream,
     out: Vec<u8>,
     inbuf: Vec<u8>,
+    /// The last `Torua-Coordinator-Nonce` answered (the coordinator's handshake).
+    pub nonce: Option<String>,
+    last_body: std::ops::Range<usize>,
 }
 
 impl Wire {
@@ -28,6 +31,8 @@ impl Wire {
             stream,
             out: Vec::with_capacity(1024),
             inbuf: Vec::with_capacity(1024),
+            nonce: None,
+            last_body: 0..0,
         })
     }
 
@@ -65,6 +70,15 @@ impl Wire {
                 .find(|h| h.name.eq_ignore_ascii_case("content-length"))
                 .context("answer without content-length")?;
             let len: usize = std::str::from_utf8(len.value)?.trim().parse()?;
+            let nonce = res.headers.iter().find(|h| {
+                h.name
+                    .eq_ignore_ascii_case(torua_protocol::heartbeat::COORDINATOR_NONCE_HEADER)
+            });
+            if let Some(n) = nonce {
+                if self.nonce.as_deref().map(str::as_bytes) != Some(n.value) {
+                    self.nonce = Some(String::from_utf8_lossy(n.value).into_owned());
+                }
+            }
             if len > MAX_ANSWER {
                 bail!("answer body of {len} bytes");
             }
@@ -75,7 +89,13 @@ impl Wire {
                 bail!("connection closed inside the answer body");
             }
         }
+        self.last_body = head_len..head_len + body_len;
         Ok((status, &self.inbuf[head_len..head_len + body_len]))
+    }
+
+    /// The body of the last answer read.
+    pub fn last_body(&self) -> &[u8] {
+        &self.inbuf[self.last_body.clone()]
     }
 
     async fn fill(&mut self) -> Result<usize> {

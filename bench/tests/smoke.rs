@@ -68,7 +68,9 @@ fn require_tool(name: &str, apt_package: &str) -> bool {
             Ok("true"),
             "CI=true and {msg}"
         );
-        eprintln!("\n*** SKIPPED: {msg} ***\n");
+        // Straight to stderr: libtest swallows `eprintln!` of a passing test.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {msg} ***\n");
     }
     found
 }
@@ -188,4 +190,38 @@ fn scrape() {
         assert!(num(&p["bytes"]) > 1000.0, "{p}");
         assert!(num(&p["p50_ms"]) > 0.0, "{p}");
     }
+}
+
+#[test]
+fn failover() {
+    if !require_tool("etcd", "etcd-server") {
+        return;
+    }
+    let v = run(&[
+        "failover",
+        "--runs",
+        "1",
+        "--ttl",
+        "2",
+        "--settle-secs",
+        "1",
+    ]);
+    assert_eq!(v["few_runs"], true);
+    let t = &v["ttls"][0];
+    let r = &t["runs"][0];
+    for k in [
+        "takeover_s",
+        "first_commit_s",
+        "agents_attached_s",
+        "nodes_healthy_s",
+    ] {
+        let x = num(&r[k]);
+        assert!(x > 0.0 && x < 30.0, "{k}: {r}");
+    }
+    assert!(r["writes_acked"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["etcd_audit"]["vacancy_writes"], 0, "{r}");
+    assert!(r["etcd_audit"]["error"].is_null(), "{r}");
+    assert_eq!(r["restarted_role"], "follower", "{r}");
+    assert!(t["summary"]["goal_met"].is_boolean());
 }

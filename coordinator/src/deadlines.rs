@@ -87,8 +87,9 @@ const STALL: Duration = Duration::from_millis(250);
 /// the timer generation), or None when nothing can change before the next heartbeat.
 /// `gen` is the generation the timer was armed with; `lag` is how late it fired.
 fn evaluate(cluster: &Cluster, cell: &NodeCell, gen: u32, lag: Duration) -> Option<(Instant, u32)> {
-    let now_std = std::time::Instant::now();
+    // One clock for both: tokio's, which is std's unless time is paused (tests).
     let now = Instant::now();
+    let now_std = now.into_std();
     let mut n = cell.lock();
     if gen != n.timer_gen {
         // Superseded by an earlier timer, which is (or is about to be) armed too.
@@ -98,7 +99,9 @@ fn evaluate(cluster: &Cluster, cell: &NodeCell, gen: u32, lag: Duration) -> Opti
         n.timer = None;
         return None;
     };
-    if n.removed {
+    if n.removed || !cluster.leadership.is_leader() {
+        // Only the leader judges nodes: a deposed one must not convict on silence
+        // that is its own (its health view is forgotten when it steps down).
         n.timer = None;
         return None;
     }
@@ -139,3 +142,7 @@ fn evaluate(cluster: &Cluster, cell: &NodeCell, gen: u32, lag: Duration) -> Opti
     n.timer = Some(now_std + wait);
     Some((now + wait, n.timer_gen))
 }
+
+#[cfg(test)]
+#[path = "deadlines_tests.rs"]
+mod tests;

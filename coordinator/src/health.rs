@@ -23,6 +23,9 @@ pub struct Health {
     /// heartbeat and no heap per node.
     pub reason: Cow<'static, str>,
     good_streak: u32,
+    /// The coordinator's own calls to the node go unanswered: it is unhealthy
+    /// whatever its heartbeats say, until it is reachable again.
+    unreachable: bool,
 }
 
 impl Default for Health {
@@ -31,6 +34,7 @@ impl Default for Health {
             base: NodeState::Unknown,
             reason: Cow::Borrowed("no heartbeat yet since the coordinator started"),
             good_streak: 0,
+            unreachable: false,
         }
     }
 }
@@ -53,6 +57,11 @@ impl Health {
         readiness: Status,
         checks: &[CheckResult],
     ) {
+        if self.unreachable {
+            // The agent is right that the node is fine locally; the coordinator
+            // cannot use it. Its own evidence decides until it can reach it again.
+            return;
+        }
         let worst = liveness.max(readiness);
         if worst == Status::Fail {
             self.good_streak = 0;
@@ -84,7 +93,7 @@ impl Health {
     /// Applies the failure detector's view `elapsed_ms` after the last heartbeat.
     /// Returns true when this tick convicted the node.
     pub fn on_tick(&mut self, p: &HealthPolicy, elapsed_ms: f64, phi: f64) -> bool {
-        if self.base == NodeState::Unknown {
+        if self.base == NodeState::Unknown || self.unreachable {
             return false;
         }
         let secs = elapsed_ms / 1000.0;
@@ -101,6 +110,30 @@ impl Health {
             self.reason = format!("heartbeat late: {secs:.1}s (phi {phi:.1})").into();
         }
         false
+    }
+
+    /// The coordinator's own calls to the node went unanswered (`error`, the last
+    /// one): unhealthy, even if its heartbeats say all is well (a gray failure).
+    /// Returns true if this convicted it.
+    pub fn on_unreachable(&mut self, error: &str) -> bool {
+        let convicted = self.base != NodeState::Unhealthy;
+        self.unreachable = true;
+        self.good_streak = 0;
+        self.base = NodeState::Unhealthy;
+        self.reason = format!("unreachable from coordinator: {error}").into();
+        convicted
+    }
+
+    /// The coordinator reaches the node again: it recovers as from any failure,
+    /// after `recover_after` good heartbeats.
+    pub fn on_reachable(&mut self) {
+        if !self.unreachable {
+            return;
+        }
+        self.unreachable = false;
+        self.good_streak = 0;
+        self.reason =
+            Cow::Borrowed("reachable from coordinator again: waiting for good heartbeats");
     }
 
     /// The state shown to operators: drains overlay health, but a real failure of a
@@ -195,6 +228,33 @@ mod tests {
     use Ev::*;
     use NodeState::*;
     use Status::*;
+
+    #[test]
+    fn unreachable_from_the_coordinator_overrides_good_heartbeats_until_it_recovers() {
+        let mut h = Health::default();
+        h.on_heartbeat(&P, Pass, Pass, &[]);
+        assert_eq!(h.base, Healthy);
+        assert!(h.on_unreachable("n2 timed out after 1s"));
+        for _ in 0..10 {
+            h.on_heartbeat(&P, Pass, Pass, &[]);
+            assert!(!h.on_tick(&P, 100.0, 0.1));
+        }
+        assert_eq!(h.base, Unhealthy);
+        assert_eq!(
+            h.reason,
+            "unreachable from coordinator: n2 timed out after 1s"
+        );
+        assert!(!h.on_unreachable("again"), "convicted once");
+        h.on_reachable();
+        h.on_heartbeat(&P, Pass, Pass, &[]);
+        h.on_heartbeat(&P, Pass, Pass, &[]);
+        assert_eq!(
+            h.base, Unhealthy,
+            "hysteresis: recover_after good heartbeats"
+        );
+        h.on_heartbeat(&P, Pass, Pass, &[]);
+        assert_eq!(h.base, Healthy);
+    }
 
     /// Each row: events applied in order → expected base state and reason fragment.
     #[test]

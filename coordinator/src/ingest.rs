@@ -1,16 +1,17 @@
 //! The heartbeat path: authenticate, decode, replay-check, then apply to the node's
-//! health. Checks run cheapest-and-most-hostile first: an unsigned or forged body is
-//! never parsed, and creates no state.
+//! health under its lock ([`NodeInner::apply_heartbeat`], pure and unit-tested).
+//! Checks run cheapest-and-most-hostile first: an unsigned or forged body is never
+//! parsed, and creates no state.
+//!
+//! [`NodeInner::apply_heartbeat`]: crate::registry::NodeInner::apply_heartbeat
 
 use crate::cluster::Cluster;
-use crate::detector::PhiDetector;
 use crate::registry::NodeCell;
 use crate::store::NodeRecord;
 use std::sync::Arc;
 use std::time::Instant;
 use torua_protocol::{
     check_replay, decode_heartbeat, parse_authorization, DecodeError, ErrorCode, HeartbeatAck,
-    RunState, Status,
 };
 
 /// A refused heartbeat: the code decides the HTTP status and the metric label.
@@ -18,12 +19,16 @@ use torua_protocol::{
 pub struct Rejection {
     pub code: ErrorCode,
     pub message: String,
+    /// A first heartbeat that did not echo this process's nonce: the agent
+    /// answers at once with it (counted as `result="challenge"`, not as a refusal).
+    pub challenge: bool,
 }
 
 fn reject(code: ErrorCode, message: impl Into<String>) -> Rejection {
     Rejection {
         code,
         message: message.into(),
+        challenge: false,
     }
 }
 
@@ -39,6 +44,7 @@ impl Cluster {
         let result = self.ingest(auth, body, now, now_ms);
         match &result {
             Ok(_) => self.metrics.heartbeats_ok.inc(),
+            Err(r) if r.challenge => self.metrics.heartbeats_challenged.inc(),
             Err(r) => self.metrics.heartbeat_rejected(r.code),
         }
         result
@@ -94,6 +100,19 @@ impl Cluster {
             ));
         }
 
+        let echoes = hb.coordinator_nonce.as_deref() == Some(self.nonce.as_str());
+        if known.is_none() && self.cfg.auto_join && !echoes {
+            return Err(self.challenge(node_id));
+        }
+
+        // Address changes are rare; holding this across the check and the update
+        // makes two nodes claiming one address at once see each other.
+        // (A known node's address is compared under the lock taken below anyway.)
+        let mut claim = match &known {
+            Some(_) => None,
+            None => Some(self.claim_addr(node_id, &hb.node_addr)?),
+        };
+
         let cell = match known {
             Some(c) => c,
             None if self.cfg.auto_join => {
@@ -122,11 +141,23 @@ impl Cluster {
         };
 
         let mut n = cell.lock();
+        if claim.is_none() && n.record.addr != hb.node_addr {
+            // The claim takes other nodes' locks: never while holding this one.
+            drop(n);
+            claim = Some(self.claim_addr(node_id, &hb.node_addr)?);
+            n = cell.lock();
+        }
+        let _claim = claim;
         if n.removed {
             return Err(reject(
                 ErrorCode::UnknownNode,
                 format!("node {node_id} was removed"),
             ));
+        }
+        // Not heard from in this life: its last `seq` is unknown here, so only the
+        // echo of this process's nonce tells a live agent from a recording.
+        if n.replay.is_none() && !echoes {
+            return Err(self.challenge(node_id));
         }
         let mark = check_replay(
             &self.replay,
@@ -146,50 +177,13 @@ impl Cluster {
             reject(code, e.to_string())
         })?;
 
-        let new_incarnation = n.replay.is_none_or(|m| m.incarnation != mark.incarnation);
-        n.replay = Some(mark);
-
-        // The failure detector learns only from a continuous run of one incarnation,
-        // and never from the gap that made the node look dead.
-        let gap_ms = n
-            .last_heartbeat
-            .map(|t| now.saturating_duration_since(t).as_secs_f64() * 1000.0);
-        match (&mut n.detector, gap_ms) {
-            (Some(d), Some(gap)) if !new_incarnation && gap < d.elapsed_at(self.y_convict) => {
-                d.record(gap as u64)
-            }
-            (Some(_), _) if !new_incarnation => {}
-            _ => n.detector = Some(PhiDetector::new(hb.interval_ms)),
-        }
-        n.last_heartbeat = Some(now);
-        n.last_heartbeat_ms = now_ms;
-        n.interval_ms = hb.interval_ms;
-
-        let leaving = hb.state == RunState::Leaving;
-        let record_changed = n.record.incarnation != hb.incarnation
-            || n.record.addr != hb.node_addr
-            || n.record.capacity != hb.capacity
-            || n.record.leaving != leaving;
-        if record_changed {
-            n.record.incarnation = hb.incarnation;
-            n.record.addr = hb.node_addr;
-            n.record.capacity = hb.capacity;
-            n.record.leaving = leaving;
+        let interval_ms = hb.interval_ms;
+        let applied = n.apply_heartbeat(hb, mark, now, now_ms, &self.policy, self.y_convict);
+        if applied.record_changed {
             self.persist
                 .queue(cell.id.to_string(), Some(n.record.clone()));
         }
-
-        let policy = self.policy;
-        n.health
-            .on_heartbeat(&policy, hb.liveness, hb.readiness, &hb.checks);
-        if hb.liveness.max(hb.readiness) != Status::Fail {
-            n.last_good = Some(now);
-        }
-        n.liveness = Some(hb.liveness);
-        n.readiness = Some(hb.readiness);
-        n.checks.update(hb.checks);
-        n.metrics.update(hb.metrics);
-        if let Some(old) = n.refresh_state(now) {
+        if let Some(old) = applied.old_state {
             self.state_changed(&cell, &n, old, now);
         }
         self.ensure_scheduled(&cell, &mut n);
@@ -200,8 +194,44 @@ impl Cluster {
             interval_ms: self
                 .cfg
                 .heartbeat_interval
-                .map_or(hb.interval_ms, |d| d.as_millis() as u64),
+                .map_or(interval_ms, |d| d.as_millis() as u64),
             assignment_version: 0,
         })
+    }
+
+    fn challenge(&self, node_id: &str) -> Rejection {
+        Rejection {
+            code: ErrorCode::Stale,
+            message: format!(
+                "first heartbeat from {node_id} to this coordinator since it started: send it \
+                 again with coordinator_nonce set to the {} answer header",
+                torua_protocol::heartbeat::COORDINATOR_NONCE_HEADER
+            ),
+            challenge: true,
+        }
+    }
+
+    /// Refuses `addr` for `node_id` while another live node has it: two "replicas"
+    /// on one process would be one copy, and the map would route the other node's
+    /// data there. Returns the guard that serialises address claims.
+    fn claim_addr(
+        &self,
+        node_id: &str,
+        addr: &str,
+    ) -> Result<std::sync::MutexGuard<'_, ()>, Rejection> {
+        let guard = self.addr_claims.lock().unwrap_or_else(|p| p.into_inner());
+        if addr.is_empty() {
+            return Ok(guard);
+        }
+        match self.nodes.live_at_addr(addr, node_id) {
+            Some(other) => Err(reject(
+                ErrorCode::Conflict,
+                format!(
+                    "node_addr {addr} is live node {other}'s; two nodes cannot share an address \
+                     (remove {other} first if it was replaced)"
+                ),
+            )),
+            None => Ok(guard),
+        }
     }
 }

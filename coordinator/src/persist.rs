@@ -1,14 +1,14 @@
 //! Group commit for node records: writers queue changes, one task commits whatever
 //! has queued up in a single transaction, so a burst of joins costs one fsync.
 
-use crate::store::{NodeRecord, Store};
-use std::sync::Arc;
+use crate::store::{NodeRecord, SharedStore};
 use tokio::sync::{mpsc, oneshot};
 
 type Ack = oneshot::Sender<Result<(), String>>;
 
 struct Write {
-    id: String,
+    /// None: a flush marker, no record.
+    id: Option<String>,
     record: Option<NodeRecord>,
     ack: Option<Ack>,
 }
@@ -23,10 +23,25 @@ impl PersistHandle {
     /// costs a re-registration on the next heartbeat).
     pub fn queue(&self, id: String, record: Option<NodeRecord>) {
         let _ = self.tx.send(Write {
-            id,
+            id: Some(id),
             record,
             ack: None,
         });
+    }
+
+    /// Waits until every change queued before it is committed (or failed): a
+    /// leader flushes before it resigns, while its commits still count.
+    pub async fn flush(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Write {
+                id: None,
+                record: None,
+                ack: Some(tx),
+            })
+            .map_err(|_| "the store writer has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the store writer has stopped".to_string())?
     }
 
     /// Queues a change and waits until it is committed (admin path).
@@ -34,7 +49,7 @@ impl PersistHandle {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Write {
-                id,
+                id: Some(id),
                 record,
                 ack: Some(tx),
             })
@@ -45,7 +60,7 @@ impl PersistHandle {
 }
 
 /// Starts the writer; it ends when every handle is dropped, after a final commit.
-pub fn spawn(store: Arc<Store>) -> (PersistHandle, tokio::task::JoinHandle<()>) {
+pub fn spawn(store: SharedStore) -> (PersistHandle, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Write>();
     let task = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -55,13 +70,13 @@ pub fn spawn(store: Arc<Store>) -> (PersistHandle, tokio::task::JoinHandle<()>) 
             }
             let rows: Vec<_> = batch
                 .iter()
-                .map(|w| (w.id.clone(), w.record.clone()))
+                .filter_map(|w| Some((w.id.clone()?, w.record.clone())))
                 .collect();
-            let store = store.clone();
-            let result = tokio::task::spawn_blocking(move || store.put_nodes(&rows))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
+            let result = if rows.is_empty() {
+                Ok(())
+            } else {
+                store.put_nodes(rows).await.map_err(|e| e.to_string())
+            };
             if let Err(e) = &result {
                 tracing::error!("committing {} node records failed: {e}", batch.len());
             }

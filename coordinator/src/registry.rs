@@ -2,14 +2,14 @@
 //! heartbeats from different nodes never contend beyond a shared read lock.
 
 use crate::detector::PhiDetector;
-use crate::health::{Health, Overlay};
+use crate::health::{Health, HealthPolicy, Overlay};
 use crate::reported::{Checks, Metrics};
 use crate::secrets::NodeKeys;
 use crate::store::NodeRecord;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
-use torua_protocol::{NodeState, ReplayMark, Status};
+use torua_protocol::{Heartbeat, NodeState, ReplayMark, RunState, Status};
 
 /// Everything the coordinator knows about one node.
 pub struct NodeCell {
@@ -44,7 +44,78 @@ pub struct NodeInner {
     pub removed: bool,
 }
 
+/// What [`NodeInner::apply_heartbeat`] changed that the caller must act on outside
+/// the node: it does no I/O and knows nothing of the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Applied {
+    /// The durable record (addr, capacity, incarnation, leaving) changed: persist it.
+    pub record_changed: bool,
+    /// The shown state changed; this is the previous one (for `state_changed`).
+    pub old_state: Option<NodeState>,
+}
+
 impl NodeInner {
+    /// Applies an authenticated, replay-checked heartbeat (`mark` is what
+    /// `check_replay` returned for it) that arrived at `now` (`now_ms` on the wall
+    /// clock). `y_convict` is the normalised delay at which phi convicts.
+    pub fn apply_heartbeat(
+        &mut self,
+        hb: Heartbeat,
+        mark: ReplayMark,
+        now: Instant,
+        now_ms: u64,
+        policy: &HealthPolicy,
+        y_convict: f64,
+    ) -> Applied {
+        let new_incarnation = self
+            .replay
+            .is_none_or(|m| m.incarnation != mark.incarnation);
+        self.replay = Some(mark);
+
+        // The failure detector learns only from a continuous run of one incarnation,
+        // and never from the gap that made the node look dead.
+        let gap_ms = self
+            .last_heartbeat
+            .map(|t| now.saturating_duration_since(t).as_secs_f64() * 1000.0);
+        match (&mut self.detector, gap_ms) {
+            (Some(d), Some(gap)) if !new_incarnation && gap < d.elapsed_at(y_convict) => {
+                d.record(gap as u64)
+            }
+            (Some(_), _) if !new_incarnation => {}
+            _ => self.detector = Some(PhiDetector::new(hb.interval_ms)),
+        }
+        self.last_heartbeat = Some(now);
+        self.last_heartbeat_ms = now_ms;
+        self.interval_ms = hb.interval_ms;
+
+        let leaving = hb.state == RunState::Leaving;
+        let record_changed = self.record.incarnation != hb.incarnation
+            || self.record.addr != hb.node_addr
+            || self.record.capacity != hb.capacity
+            || self.record.leaving != leaving;
+        if record_changed {
+            self.record.incarnation = hb.incarnation;
+            self.record.addr = hb.node_addr;
+            self.record.capacity = hb.capacity;
+            self.record.leaving = leaving;
+        }
+
+        self.health
+            .on_heartbeat(policy, hb.liveness, hb.readiness, &hb.checks);
+        if hb.liveness.max(hb.readiness) != Status::Fail {
+            self.last_good = Some(now);
+        }
+        self.liveness = Some(hb.liveness);
+        self.readiness = Some(hb.readiness);
+        self.checks.update(hb.checks);
+        self.metrics.update(hb.metrics);
+        Applied {
+            record_changed,
+            old_state: self.refresh_state(now),
+        }
+    }
+
     pub fn overlay(&self) -> Overlay {
         Overlay {
             admin_drain: self.record.admin_drain,
@@ -63,6 +134,24 @@ impl NodeInner {
         self.state = state;
         self.state_since = now;
         Some(old)
+    }
+
+    /// Forgets everything learnt from heartbeats (detector, health, timers), keeping
+    /// the durable record and the replay floor: a coordinator that becomes or stops
+    /// being leader judges nodes only on what it hears from then on.
+    pub fn forget_health(&mut self, now: Instant) {
+        self.detector = None;
+        self.last_heartbeat = None;
+        self.last_good = None;
+        self.health = Health::default();
+        self.liveness = None;
+        self.readiness = None;
+        self.checks = Checks::default();
+        self.timer = None;
+        // Heap entries of the old timers become stale and are dropped.
+        self.timer_gen = self.timer_gen.wrapping_add(1);
+        self.state = self.health.shown(self.overlay());
+        self.state_since = now;
     }
 
     /// Why the node is in its state, for people.
@@ -172,6 +261,20 @@ impl Registry {
         })
     }
 
+    /// A live node other than `except` that has `addr` (live: not judged
+    /// unhealthy; a node not yet heard from since a restart still counts, so a
+    /// restart opens no window to take its address).
+    pub fn live_at_addr(&self, addr: &str, except: &str) -> Option<Arc<str>> {
+        self.read().values().find_map(|cell| {
+            if &*cell.id == except {
+                return None;
+            }
+            let n = cell.lock();
+            (n.record.addr == addr && !n.removed && n.health.base != NodeState::Unhealthy)
+                .then(|| cell.id.clone())
+        })
+    }
+
     /// Visits every cell in no particular order, without collecting or sorting.
     /// Holds the registry's read lock: `f` must not insert or remove nodes.
     pub fn for_each(&self, mut f: impl FnMut(&Arc<NodeCell>)) {
@@ -192,3 +295,30 @@ impl Registry {
         self.nodes.read().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+impl NodeCell {
+    /// A cell for unit tests: node `id` at `http://{id}:7401`, keyed under a test
+    /// secret.
+    pub fn for_tests(id: &str) -> NodeCell {
+        let keys =
+            crate::secrets::KeyRing::from_secret(b"torua unit-test secret, 32 bytes".to_vec());
+        NodeCell::new(
+            id.into(),
+            keys.node_keys(id),
+            NodeRecord {
+                addr: format!("http://{id}:7401"),
+                incarnation: 1,
+                admin_drain: false,
+                leaving: false,
+                capacity: Default::default(),
+                first_seen_ms: 0,
+            },
+            Instant::now(),
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

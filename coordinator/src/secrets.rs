@@ -1,5 +1,5 @@
-//! Loading the cluster secret(s) and the admin token, and deriving node keys from
-//! them. Secret material never reaches logs or metrics.
+//! Loading the cluster secret(s) and the bearer tokens (admin, client), and deriving
+//! node keys from them. Secret material never reaches logs or metrics.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -20,7 +20,7 @@ pub enum SecretError {
     LoosePermissions { file: String, mode: u32 },
     #[error("{file}: a cluster secret needs at least {MIN_SECRET_BYTES} bytes, found {len}")]
     TooShort { file: String, len: usize },
-    #[error("{file}: the admin token is empty")]
+    #[error("{file}: the token is empty (make one with `torua keygen --token > {file}`)")]
     EmptyToken { file: String },
 }
 
@@ -115,19 +115,66 @@ impl NodeKeys {
     }
 }
 
-/// Reads the admin bearer token (same permission rule as secrets).
-pub fn read_token_file(path: &Path) -> Result<String, SecretError> {
-    let bytes = read_secret_file(path)?;
-    let token = String::from_utf8_lossy(&bytes).trim().to_string();
-    if token.is_empty() {
-        return Err(SecretError::EmptyToken {
-            file: path.display().to_string(),
-        });
+/// A bearer token read from a file (same permission rule as secrets). It is never
+/// formatted: `Debug` prints `<redacted>` and there is no `Display`.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
     }
-    Ok(token)
 }
 
-/// Whether a presented admin token is the configured one. Both are reduced to
+impl Token {
+    /// Reads a token file: mode 600 (or stricter), surrounding whitespace ignored,
+    /// not empty.
+    pub fn load(path: &Path) -> Result<Token, SecretError> {
+        let bytes = read_secret_file(path)?;
+        let token = String::from_utf8_lossy(&bytes).trim().to_string();
+        if token.is_empty() {
+            return Err(SecretError::EmptyToken {
+                file: path.display().to_string(),
+            });
+        }
+        Ok(Token(token))
+    }
+
+    pub fn new(token: impl Into<String>) -> Token {
+        Token(token.into())
+    }
+
+    /// Whether a presented token is this one (constant time, see [`token_matches`]).
+    pub fn matches(&self, given: &str) -> bool {
+        token_matches(given, &self.0)
+    }
+
+    /// The token itself, for the `Authorization` header of a call this process makes.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The coordinator's bearer tokens, one per scope; a scope without a token is open
+/// (allowed on a loopback listener only, or with `insecure_no_auth`).
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    /// Mutating admin routes (and, like a superuser, the data path).
+    pub admin: Option<Token>,
+    /// The data path (`/v1/data/…`, `/data/…`).
+    pub client: Option<Token>,
+}
+
+impl Tokens {
+    pub fn load(admin: Option<&Path>, client: Option<&Path>) -> Result<Tokens, SecretError> {
+        Ok(Tokens {
+            admin: admin.map(Token::load).transpose()?,
+            client: client.map(Token::load).transpose()?,
+        })
+    }
+}
+
+/// Whether a presented token is the configured one. Both are reduced to
 /// fixed-length MACs first and compared by the `hmac` crate in constant time, so a
 /// wrong token's timing reveals neither the right one's bytes nor its length.
 pub fn token_matches(given: &str, token: &str) -> bool {
@@ -187,6 +234,29 @@ mod tests {
             !ring.node_keys("n2").verify(body, &by_new),
             "keys are per node"
         );
+    }
+
+    #[test]
+    fn token_files() {
+        let good = file_with(0o600, b"  tok-123\n");
+        let t = Token::load(good.path()).unwrap();
+        assert!(t.matches("tok-123") && !t.matches("tok-12"));
+        assert_eq!(format!("{t:?}"), "Token(<redacted>)");
+        let loose = file_with(0o640, b"tok-123\n");
+        let e = Token::load(loose.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("permissions 640") && e.contains("chmod 600"),
+            "{e}"
+        );
+        let empty = file_with(0o600, b" \n");
+        let e = Token::load(empty.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("the token is empty") && e.contains("torua keygen --token"),
+            "{e}"
+        );
+        let tokens = Tokens::load(Some(good.path()), None).unwrap();
+        assert!(tokens.admin.is_some() && tokens.client.is_none());
+        assert!(!format!("{tokens:?}").contains("tok-123"));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use percent_encoding::percent_decode_str;
-use torua_coordinator::datapath::{check_key, MAX_KEY_BYTES};
+use torua_coordinator::datapath::check_key;
+use torua_protocol::node_api::MAX_KEY_BYTES;
 use torua_protocol::shard::shard_for_key;
 
 fuzz_target!(|data: &[u8]| {

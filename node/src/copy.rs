@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use http_body_util::BodyExt;
-use hyper::{StatusCode, Uri};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::{Request, StatusCode, Uri};
 use serde::Serialize;
+use torua_protocol::node_api::TICKET_HEADER;
 
 use crate::api::App;
 use crate::store::StoreError;
@@ -44,9 +46,24 @@ pub fn snapshot_uri(from: &str, id: u32) -> Result<Uri, String> {
     Ok(uri)
 }
 
-pub async fn pull(app: &App, id: u32, epoch: u64, uri: Uri) -> Result<CopyStats, CopyError> {
+/// Streams `uri` (a source's snapshot of shard `id`) into the shard at `epoch`,
+/// showing the source the coordinator's `ticket` as `Torua-Ticket`.
+pub async fn pull(
+    app: &App,
+    id: u32,
+    epoch: u64,
+    uri: Uri,
+    ticket: Option<&str>,
+) -> Result<CopyStats, CopyError> {
     let src = |m: String| CopyError::Source(format!("pull of shard {id} from {uri}: {m}"));
-    let resp = tokio::time::timeout(IDLE_TIMEOUT, app.client.get(uri.clone()))
+    let mut req = Request::get(uri.clone());
+    if let Some(t) = ticket {
+        req = req.header(TICKET_HEADER, t);
+    }
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| src(format!("bad ticket header: {e}")))?;
+    let resp = tokio::time::timeout(IDLE_TIMEOUT, app.client.request(req))
         .await
         .map_err(|_| src("no response".into()))?
         .map_err(|e| src(format!("request failed: {e}")))?;

@@ -10,15 +10,21 @@
 //! idempotent and order-insensitive, a snapshot copy and concurrent live writes
 //! converge to the same state whatever their interleaving.
 //!
-//! Code map: [`server`] accepts connections, [`api`] routes requests, [`store`]
-//! holds the shards, [`wire`] frames records, [`persist`] logs them to disk,
-//! [`copy`] pulls a shard from another node, [`metrics`] names every metric.
+//! **Architecture Invariant:** with a key, nothing but the probes answers a caller
+//! that cannot show this node's signature (or, for a snapshot, a ticket the
+//! coordinator signed with it); without one, the node serves on loopback only unless
+//! told `insecure_no_auth`.
+//!
+//! Code map: [`server`] accepts connections, [`api`] routes requests, [`auth`]
+//! checks signed calls and pull tickets, [`store`] holds the shards, [`wire`] frames
+//! records, [`persist`] logs them to disk, [`copy`] pulls a shard from another node,
+//! [`metrics`] names every metric.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod copy;
-pub mod key;
 pub mod metrics;
 pub mod persist;
 pub mod server;
@@ -28,13 +34,19 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod auth_tests;
+
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use torua_protocol::NodeKey;
 
+use crate::auth::Auth;
 use crate::persist::{Persist, PersistError};
 use crate::store::Store;
 
@@ -49,6 +61,14 @@ pub struct Config {
     pub fsync: bool,
     /// How long in-flight requests may run after shutdown is signalled.
     pub shutdown_grace: Duration,
+    /// The keys calls must be signed with: this node's key, and during a rotation the
+    /// previous one. Empty: the API is not authenticated (loopback only, unless
+    /// `insecure_no_auth`).
+    pub keys: Vec<NodeKey>,
+    /// How far a call's `ts` may be from this node's clock.
+    pub max_clock_skew: Duration,
+    /// Serve without keys on a non-loopback address anyway.
+    pub insecure_no_auth: bool,
 }
 
 impl Config {
@@ -58,6 +78,9 @@ impl Config {
             data_dir: None,
             fsync: false,
             shutdown_grace: default_shutdown_grace(),
+            keys: Vec::new(),
+            max_clock_skew: default_max_clock_skew(),
+            insecure_no_auth: false,
         }
     }
 }
@@ -66,12 +89,24 @@ pub fn default_shutdown_grace() -> Duration {
     Duration::from_secs(10)
 }
 
+pub fn default_max_clock_skew() -> Duration {
+    Duration::from_millis(torua_protocol::node_call::DEFAULT_MAX_SKEW_MS)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("opening data directory: {0}")]
     Persist(#[from] PersistError),
     #[error("replay task failed: {0}")]
     Replay(#[from] tokio::task::JoinError),
+    #[error(
+        "refusing to serve the node API on {addr} without a key: anyone who can reach it \
+         could reassign shards and write data. Give this node its key with \
+         --key-file FILE (made by `torua keygen --node {node_id} > FILE; chmod 600 FILE`) \
+         or --cluster-secret-file FILE (the coordinator's secret, mode 600), or pass \
+         --insecure-no-auth to serve unauthenticated anyway"
+    )]
+    NoKey { addr: SocketAddr, node_id: String },
 }
 
 /// Serves the node API on `listener` until `shutdown` completes, then drains.
@@ -80,6 +115,22 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
+    let addr = listener.local_addr().ok();
+    if config.keys.is_empty() {
+        match addr {
+            Some(addr) if !addr.ip().is_loopback() && !config.insecure_no_auth => {
+                return Err(NodeError::NoKey {
+                    addr,
+                    node_id: config.node_id,
+                })
+            }
+            _ => tracing::warn!(
+                "no key given (--key-file or --cluster-secret-file): the node API is not \
+                 authenticated; anyone who can reach {} can change this node's shards and data",
+                addr.map_or("it".to_string(), |a| a.to_string())
+            ),
+        }
+    }
     let store = match config.data_dir.clone() {
         Some(dir) => {
             let fsync = config.fsync;
@@ -91,10 +142,12 @@ pub async fn run(
         }
         None => Store::in_memory(),
     };
-    let app = Arc::new(api::App::new(config.node_id.clone(), store));
-    match listener.local_addr() {
-        Ok(addr) => tracing::info!(%addr, node_id = %config.node_id, "listening"),
-        Err(e) => tracing::warn!(error = %e, "listening on an unknown address"),
+    let auth = Auth::new(&config.node_id, config.keys.clone(), config.max_clock_skew);
+    let authenticated = auth.enabled();
+    let app = Arc::new(api::App::new(config.node_id.clone(), store, auth));
+    match addr {
+        Some(addr) => tracing::info!(%addr, node_id = %config.node_id, authenticated, "listening"),
+        None => tracing::warn!("listening on an unknown address"),
     }
     server::serve(listener, app, shutdown, config.shutdown_grace).await;
     tracing::info!("stopped");

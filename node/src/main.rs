@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use torua_node::Config;
+use torua_protocol::keyfile::{self, KeyFileError};
+use torua_protocol::NodeKey;
 
 /// `EX_USAGE` from sysexits.h: bad flags or environment.
 const EX_USAGE: u8 = 64;
@@ -32,6 +34,65 @@ struct Args {
     /// How long in-flight requests may finish after SIGTERM/SIGINT, e.g. `10s`.
     #[arg(long, env = "TORUA_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// File holding this node's key as 64 hex characters (`torua keygen --node ID`);
+    /// the agent on the same host may share it.
+    #[arg(
+        long,
+        env = "TORUA_KEY_FILE",
+        value_name = "FILE",
+        conflicts_with = "cluster_secret_file"
+    )]
+    key_file: Option<PathBuf>,
+    /// File holding the cluster secret; this node's key is derived from it and --node-id.
+    #[arg(long, env = "TORUA_CLUSTER_SECRET_FILE", value_name = "FILE")]
+    cluster_secret_file: Option<PathBuf>,
+    /// During a key rotation: the previous key file, also accepted.
+    #[arg(
+        long,
+        env = "TORUA_PREVIOUS_KEY_FILE",
+        value_name = "FILE",
+        requires = "key_file"
+    )]
+    previous_key_file: Option<PathBuf>,
+    /// During a secret rotation: the previous cluster secret, also accepted.
+    #[arg(
+        long,
+        env = "TORUA_PREVIOUS_SECRET_FILE",
+        value_name = "FILE",
+        requires = "cluster_secret_file"
+    )]
+    previous_secret_file: Option<PathBuf>,
+    /// Accept a key or secret file that group or others may read.
+    #[arg(long, env = "TORUA_ALLOW_INSECURE_KEY_FILE")]
+    allow_insecure_key_file: bool,
+    /// Serve without a key on a non-loopback address (anyone who reaches the node can
+    /// change its shards and data).
+    #[arg(long, env = "TORUA_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
+    /// How far a signed call's timestamp may be from this node's clock, e.g. `30s`.
+    #[arg(long, env = "TORUA_MAX_CLOCK_SKEW", default_value = "30s", value_parser = parse_duration)]
+    max_clock_skew: Duration,
+}
+
+impl Args {
+    /// The keys signed calls are checked against: this node's, then a previous one.
+    fn keys(&self) -> Result<Vec<NodeKey>, KeyFileError> {
+        let insecure = self.allow_insecure_key_file;
+        let mut keys = Vec::new();
+        for path in [&self.key_file, &self.previous_key_file]
+            .into_iter()
+            .flatten()
+        {
+            keys.push(keyfile::load_key_file(path, insecure)?);
+        }
+        for path in [&self.cluster_secret_file, &self.previous_secret_file]
+            .into_iter()
+            .flatten()
+        {
+            keys.push(keyfile::load_secret_as_key(path, &self.node_id, insecure)?);
+        }
+        Ok(keys)
+    }
 }
 
 fn parse_node_id(s: &str) -> Result<String, String> {
@@ -59,6 +120,13 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             let _ = e.print();
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let keys = match args.keys() {
+        Ok(keys) => keys,
+        Err(e) => {
+            eprintln!("torua-node: {e}");
             return ExitCode::from(EX_USAGE);
         }
     };
@@ -93,9 +161,16 @@ fn main() -> ExitCode {
             data_dir: args.data_dir,
             fsync: args.fsync,
             shutdown_grace: args.shutdown_grace,
+            keys,
+            max_clock_skew: args.max_clock_skew,
+            insecure_no_auth: args.insecure_no_auth,
         };
         match torua_node::run(config, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e @ torua_node::NodeError::NoKey { .. }) => {
+                eprintln!("torua-node: {e}");
+                ExitCode::from(EX_USAGE)
+            }
             Err(e) => {
                 eprintln!("torua-node: {e}");
                 ExitCode::FAILURE

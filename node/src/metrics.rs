@@ -4,8 +4,10 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+use torua_protocol::node_api::Role;
+use torua_protocol::node_call::Refusal;
 
-use crate::store::{Role, Totals};
+use crate::store::Totals;
 
 /// Request kinds, the `op` label. Initialised up front so `rate()` works from the
 /// first scrape.
@@ -52,6 +54,7 @@ pub struct Metrics {
     fenced: IntCounterVec,
     copy_bytes: IntCounter,
     copies: IntCounterVec,
+    auth_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -109,6 +112,14 @@ impl Metrics {
             &["result"],
         )
         .unwrap();
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "torua_kv_auth_failures_total",
+                "Calls refused 401: unsigned, malformed, for another node, clock skew, bad signature, replayed, or a snapshot fetch with a bad, expired or wrong ticket.",
+            ),
+            &["reason"],
+        )
+        .unwrap();
         let build = IntGaugeVec::new(
             Opts::new("torua_kv_build_info", "Build of this node; always 1."),
             &["version"],
@@ -125,6 +136,7 @@ impl Metrics {
             Box::new(fenced.clone()),
             Box::new(copy_bytes.clone()),
             Box::new(copies.clone()),
+            Box::new(auth_failures.clone()),
             Box::new(build),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -145,6 +157,9 @@ impl Metrics {
         for r in ["ok", "error"] {
             copies.with_label_values(&[r]);
         }
+        for r in Refusal::REASONS {
+            auth_failures.with_label_values(&[r]);
+        }
         Metrics {
             registry,
             requests,
@@ -155,6 +170,7 @@ impl Metrics {
             fenced,
             copy_bytes,
             copies,
+            auth_failures,
         }
     }
 
@@ -167,6 +183,11 @@ impl Metrics {
 
     pub fn fenced(&self, reason: &str) {
         self.fenced.with_label_values(&[reason]).inc();
+    }
+
+    /// A call refused 401, by [`Refusal::reason`].
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
     }
 
     pub fn copy_bytes(&self, n: u64) {

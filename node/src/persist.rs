@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
+use torua_protocol::node_api::Role;
 
-use crate::store::Role;
 use crate::wire::{self, Decoder, Record, WireError};
 
 const ASSIGNMENTS: &str = "assignments.json";

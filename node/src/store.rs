@@ -8,28 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use torua_protocol::node_api::{Role, ShardInfo};
 
 use crate::persist::{Assignment, Persist, PersistError, ShardLog};
 use crate::wire::Record;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Primary,
-    Replica,
-}
-
-impl Role {
-    pub const ALL: [Role; 2] = [Role::Primary, Role::Replica];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        }
-    }
-}
 
 /// A key's state; `value: None` is a tombstone, kept so copies propagate deletes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,19 +66,32 @@ pub fn fence(shard: u32, current: u64, request: u64) -> Result<(), Fence> {
 pub enum StoreError {
     #[error(transparent)]
     Fence(#[from] Fence),
+    #[error("key {key:?}: version {version} is older than the held version {held}")]
+    Superseded {
+        key: String,
+        version: u64,
+        held: u64,
+    },
     #[error(transparent)]
     Persist(#[from] PersistError),
 }
 
-/// What `GET /v1/shards` reports per shard. `bytes` counts keys and values of live
-/// entries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardInfo {
-    pub id: u32,
-    pub epoch: u64,
-    pub role: Role,
-    pub keys: u64,
-    pub bytes: u64,
+/// Client data calls this copy served since it was taken here (created, reset, or
+/// the node restarted): the coordinator's load signal. Plain numbers, not atomics:
+/// every data call already holds the shard's lock, and an add under it costs less
+/// than an atomic one. Copies (snapshots out, pulls in) are not client load and do
+/// not count.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// `GET`s of a key that passed the fence, found or not.
+    pub reads: u64,
+    /// `PUT`s and `DELETE`s of a key that passed the fence, applied or not (a
+    /// duplicate or superseded write costs a lookup all the same).
+    pub writes: u64,
+    /// Value bytes answered (keys not included).
+    pub read_bytes: u64,
+    /// Value bytes received (keys not included; a delete carries none).
+    pub write_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -106,6 +101,7 @@ struct Shard {
     entries: BTreeMap<String, Entry>,
     live_keys: u64,
     live_bytes: u64,
+    served: Served,
     log: Option<ShardLog>,
     /// Set when the shard is deleted, for writers that already hold its `Arc`.
     dropped: bool,
@@ -119,6 +115,7 @@ impl Shard {
             entries: BTreeMap::new(),
             live_keys: 0,
             live_bytes: 0,
+            served: Served::default(),
             log,
             dropped: false,
         }
@@ -131,6 +128,10 @@ impl Shard {
             role: self.role,
             keys: self.live_keys,
             bytes: self.live_bytes,
+            reads: self.served.reads,
+            writes: self.served.writes,
+            read_bytes: self.served.read_bytes,
+            write_bytes: self.served.write_bytes,
         }
     }
 
@@ -195,6 +196,8 @@ impl Shard {
         self.entries.clear();
         self.live_keys = 0;
         self.live_bytes = 0;
+        // A reset shard is taken afresh (a copy target): its load starts over too.
+        self.served = Served::default();
         Ok(())
     }
 }
@@ -402,32 +405,74 @@ impl Store {
         Ok(s.apply(records)?)
     }
 
-    /// A live value and its version; `Ok(None)` if absent or tombstoned.
-    pub fn get(&self, id: u32, epoch: u64, key: &str) -> Result<Option<(Bytes, u64)>, Fence> {
+    /// A client write (through the coordinator): like [`Store::write`], but a version
+    /// older than the one held is refused with the held version, so the coordinator
+    /// never acknowledges a write that lost to an older one. The same version again is
+    /// a duplicate and succeeds.
+    pub fn write_live(&self, id: u32, epoch: u64, record: Record) -> Result<(), StoreError> {
         let cell = self.shard(id)?;
-        let s = cell.lock().expect("lock");
+        let mut s = cell.lock().expect("lock");
         s.held(id)?;
         fence(id, s.epoch, epoch)?;
-        Ok(s.entries
+        s.served.writes += 1;
+        s.served.write_bytes += record.value.as_ref().map_or(0, |v| v.len() as u64);
+        if let Some(held) = s.entries.get(&record.key).map(|e| e.version) {
+            if held > record.version {
+                return Err(StoreError::Superseded {
+                    key: record.key,
+                    version: record.version,
+                    held,
+                });
+            }
+        }
+        s.apply(vec![record])?;
+        Ok(())
+    }
+
+    /// The key's live value (`None` if absent or tombstoned) and the version it is
+    /// held at: a tombstone's version too, 0 for a key never written. Readers need
+    /// the version of a delete as much as of a value, to order what they saw.
+    pub fn get(&self, id: u32, epoch: u64, key: &str) -> Result<(Option<Bytes>, u64), Fence> {
+        let cell = self.shard(id)?;
+        let mut s = cell.lock().expect("lock");
+        s.held(id)?;
+        fence(id, s.epoch, epoch)?;
+        let found = s
+            .entries
             .get(key)
-            .and_then(|e| Some((e.value.clone()?, e.version))))
+            .map_or((None, 0), |e| (e.value.clone(), e.version));
+        s.served.reads += 1;
+        s.served.read_bytes += found.0.as_ref().map_or(0, |v| v.len() as u64);
+        Ok(found)
     }
 
     /// Live keys with `prefix`, sorted. `epoch` is checked only when given.
-    pub fn keys(&self, id: u32, epoch: Option<u64>, prefix: &str) -> Result<Vec<String>, Fence> {
+    /// Up to `limit` live keys with `prefix` after `after` (exclusive), sorted: one
+    /// page, found by a range scan (no more is read than returned, tombstones aside).
+    pub fn keys_page(
+        &self,
+        id: u32,
+        epoch: Option<u64>,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, Fence> {
+        use std::ops::Bound;
         let cell = self.shard(id)?;
         let s = cell.lock().expect("lock");
         s.held(id)?;
         if let Some(e) = epoch {
             fence(id, s.epoch, e)?;
         }
+        let from = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
         Ok(s.entries
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
+            .range::<str, _>((from, Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .filter(|(_, e)| e.value.is_some())
+            .take(limit)
             .map(|(k, _)| k.clone())
             .collect())
     }

@@ -15,45 +15,50 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use torua_protocol::node_api::MAX_VALUE_BYTES;
 
 use crate::wire::{Decoder, Record};
 use crate::{run, Config};
 
 type TestClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
-struct Node {
-    addr: SocketAddr,
+pub(crate) struct Node {
+    pub(crate) addr: SocketAddr,
     client: TestClient,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), crate::NodeError>>,
 }
 
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Resp {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl Resp {
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
     }
 
-    fn error_code(&self) -> String {
+    pub(crate) fn error_code(&self) -> String {
         self.json()["error"]["code"].as_str().unwrap().to_owned()
     }
 
-    fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         self.json()["error"]["message"].as_str().unwrap().to_owned()
     }
 }
 
 async fn start(id: &str, data_dir: Option<PathBuf>) -> Node {
+    let mut config = Config::new(id);
+    config.data_dir = data_dir;
+    start_with(config).await
+}
+
+pub(crate) async fn start_with(config: Config) -> Node {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let mut config = Config::new(id);
-    config.data_dir = data_dir;
     let task = tokio::spawn(run(config, listener, async {
         let _ = rx.await;
     }));
@@ -66,11 +71,11 @@ async fn start(id: &str, data_dir: Option<PathBuf>) -> Node {
 }
 
 impl Node {
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -157,13 +162,13 @@ impl Node {
         out
     }
 
-    async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         let r = self.call(Method::GET, "/metrics", &[], Bytes::new()).await;
         assert_eq!(r.status, StatusCode::OK);
         String::from_utf8(r.body.to_vec()).unwrap()
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.stop.take().unwrap().send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(15), self.task)
             .await
@@ -354,7 +359,8 @@ async fn api_contract() {
     let r = n.assign(3, 7, "primary", true).await;
     assert_eq!(
         r.json(),
-        serde_json::json!({"id":3,"epoch":7,"role":"primary","keys":0,"bytes":0})
+        serde_json::json!({"id":3,"epoch":7,"role":"primary","keys":0,"bytes":0,
+            "reads":0,"writes":0,"read_bytes":0,"write_bytes":0})
     );
     n.assign(1, 1, "replica", true).await;
     let list = n
@@ -407,14 +413,33 @@ async fn api_contract() {
         .await;
     assert_eq!(list.json(), serde_json::json!({"keys":["x/y"]}));
 
-    // Version rule over HTTP: older ignored but acknowledged, newer wins, tombstone hides.
+    // Version rule over HTTP: an older write is refused as superseded with the held
+    // version, a duplicate is acknowledged, newer wins, a tombstone hides.
     assert_eq!(
         n.put("k", 3, 7, 10, "ten").await.status,
         StatusCode::NO_CONTENT
     );
+    let older = n.put("k", 3, 7, 9, "nine").await;
     assert_eq!(
-        n.put("k", 3, 7, 9, "nine").await.status,
-        StatusCode::NO_CONTENT
+        (older.status, older.error_code()),
+        (StatusCode::CONFLICT, "superseded".into())
+    );
+    assert_eq!(
+        older
+            .headers
+            .get("torua-version")
+            .map(|v| v.to_str().unwrap()),
+        Some("10")
+    );
+    assert_eq!(
+        n.del("k", 3, 7, 9).await.status,
+        StatusCode::CONFLICT,
+        "an older delete is refused too"
+    );
+    assert_eq!(
+        n.put("k", 3, 7, 10, "ten").await.status,
+        StatusCode::NO_CONTENT,
+        "the same version again is a duplicate"
     );
     assert_eq!(&n.get("k", 3, 7).await.body[..], b"ten");
     assert_eq!(n.del("k", 3, 7, 11).await.status, StatusCode::NO_CONTENT);
@@ -635,15 +660,13 @@ async fn api_contract() {
     }
 
     // 413 for a value one byte over the limit.
-    let r = n
-        .put("big", 3, 7, 50, vec![0u8; crate::wire::MAX_VALUE_BYTES + 1])
-        .await;
+    let r = n.put("big", 3, 7, 50, vec![0u8; MAX_VALUE_BYTES + 1]).await;
     assert_eq!(
         (r.status.as_u16(), r.error_code()),
         (413, "too_large".into())
     );
     assert_eq!(
-        n.put("big", 3, 7, 50, vec![0u8; crate::wire::MAX_VALUE_BYTES])
+        n.put("big", 3, 7, 50, vec![0u8; MAX_VALUE_BYTES])
             .await
             .status,
         StatusCode::NO_CONTENT
@@ -677,7 +700,7 @@ async fn api_contract() {
     n.stop().await;
 }
 
-fn check_with_promtool(text: &str) {
+pub(crate) fn check_with_promtool(text: &str) {
     let promtool = std::path::Path::new("/usr/bin/promtool");
     if !promtool.exists() {
         eprintln!("promtool not installed; skipping the exposition lint");
@@ -768,6 +791,102 @@ async fn pull_reports_failed_and_truncated_sources() {
     n.stop().await;
 }
 
+/// The load counters of one shard, as `GET /v1/shards/{id}` shows them.
+async fn served(n: &Node, shard: u32) -> [u64; 4] {
+    let info = n
+        .call(
+            Method::GET,
+            &format!("/v1/shards/{shard}"),
+            &[],
+            Bytes::new(),
+        )
+        .await
+        .json();
+    ["reads", "writes", "read_bytes", "write_bytes"]
+        .map(|k| info[k].as_u64().unwrap_or_else(|| panic!("{k} in {info}")))
+}
+
+#[tokio::test]
+async fn shards_count_the_client_reads_and_writes_they_serve() {
+    let a = start("a", None).await;
+    let b = start("b", None).await;
+    a.assign(1, 1, "primary", true).await;
+    a.assign(2, 1, "primary", true).await;
+    assert_eq!(served(&a, 1).await, [0, 0, 0, 0]);
+
+    // Three writes (10 + 4 value bytes and a delete), four reads (10 bytes found,
+    // the deleted key, a key never written, the 10 bytes again).
+    for (key, version, value) in [("k1", 1, "0123456789"), ("k2", 2, "abcd")] {
+        assert_eq!(
+            a.put(key, 1, 1, version, value).await.status,
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(a.del("k2", 1, 1, 3).await.status, StatusCode::NO_CONTENT);
+    for (key, status) in [
+        ("k1", StatusCode::OK),
+        ("k2", StatusCode::NOT_FOUND),
+        ("never", StatusCode::NOT_FOUND),
+        ("k1", StatusCode::OK),
+    ] {
+        assert_eq!(a.get(key, 1, 1).await.status, status, "{key}");
+    }
+    // A superseded write was still served (looked up and refused); fenced calls
+    // were not served by this copy and do not count.
+    assert_eq!(
+        a.put("k1", 1, 1, 0, "old").await.status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(a.get("k1", 1, 9).await.status, StatusCode::CONFLICT);
+    assert_eq!(a.put("k1", 1, 0, 9, "x").await.status, StatusCode::CONFLICT);
+    assert_eq!(served(&a, 1).await, [4, 4, 20, 17]);
+    assert_eq!(served(&a, 2).await, [0, 0, 0, 0], "per shard");
+
+    // The list shows the same counters.
+    let list = a
+        .call(Method::GET, "/v1/shards", &[], Bytes::new())
+        .await
+        .json();
+    let one = &list["shards"][0];
+    assert_eq!(
+        (&one["id"], &one["reads"], &one["writes"]),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(4),
+            &serde_json::json!(4)
+        )
+    );
+    assert_eq!(
+        (&one["read_bytes"], &one["write_bytes"]),
+        (&serde_json::json!(20), &serde_json::json!(17))
+    );
+
+    // A copy is not client load: neither the source's snapshot nor the target's pull.
+    b.assign(1, 1, "replica", true).await;
+    let body = serde_json::json!({"epoch": 1, "from": a.url()}).to_string();
+    let r = b.call(Method::POST, "/v1/shards/1/pull", &[], body).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(a.snapshot(1).await.len(), 2);
+    assert_eq!(served(&a, 1).await, [4, 4, 20, 17]);
+    assert_eq!(served(&b, 1).await, [0, 0, 0, 0]);
+
+    // A new epoch or role keeps them; a reset (taken afresh) and a drop start over.
+    a.assign(1, 2, "replica", false).await;
+    assert_eq!(served(&a, 1).await, [4, 4, 20, 17]);
+    a.assign(1, 3, "replica", true).await;
+    assert_eq!(served(&a, 1).await, [0, 0, 0, 0]);
+    a.get("k1", 1, 3).await;
+    assert_eq!(served(&a, 1).await, [1, 0, 0, 0]);
+    let r = a
+        .call(Method::DELETE, "/v1/shards/1?epoch=3", &[], Bytes::new())
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    a.assign(1, 4, "primary", true).await;
+    assert_eq!(served(&a, 1).await, [0, 0, 0, 0]);
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn durable_node_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -785,7 +904,9 @@ async fn durable_node_survives_restart() {
         .json();
     assert_eq!(
         info,
-        serde_json::json!({"id":2,"epoch":3,"role":"primary","keys":1,"bytes":6})
+        serde_json::json!({"id":2,"epoch":3,"role":"primary","keys":1,"bytes":6,
+            "reads":0,"writes":0,"read_bytes":0,"write_bytes":0}),
+        "a restart starts the load counters afresh"
     );
     assert_eq!(&n.get("a/1", 2, 3).await.body[..], b"one");
     assert_eq!(n.get("a/2", 2, 3).await.status, StatusCode::NOT_FOUND);
@@ -799,7 +920,8 @@ async fn durable_node_survives_restart() {
         .json();
     assert_eq!(
         info,
-        serde_json::json!({"id":2,"epoch":4,"role":"replica","keys":0,"bytes":0})
+        serde_json::json!({"id":2,"epoch":4,"role":"replica","keys":0,"bytes":0,
+            "reads":0,"writes":0,"read_bytes":0,"write_bytes":0})
     );
     n.stop().await;
 }

@@ -12,11 +12,7 @@
 //! truncated and [`Decoder::finish`] says so.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-
-use crate::key::MAX_KEY_BYTES;
-
-/// Largest value a node accepts, on the data API and inside a snapshot.
-pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+use torua_protocol::node_api::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 const KIND_VALUE: u8 = 1;
 const KIND_TOMBSTONE: u8 = 2;

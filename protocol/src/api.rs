@@ -77,12 +77,25 @@ pub enum ErrorCode {
     NotFound,
     Unauthorized,
     Conflict,
+    /// A write older than the version the node holds (SPEC §5: the node keeps the
+    /// newest; the coordinator retries above the held version).
+    Superseded,
     Unavailable,
+    /// Sent by a coordinator that is not the leader, for calls only the leader
+    /// takes (heartbeats); the `Torua-Leader` header names the leader when known.
+    NotLeader,
+    /// Too much request-body data in flight: try again after `Retry-After`.
+    Overloaded,
+    /// A request body that did not arrive in time (too slow a sender).
+    Timeout,
     Internal,
 }
 
+/// Header of a `not_leader` answer: the leader's base URL.
+pub const LEADER_HEADER: &str = "torua-leader";
+
 impl ErrorCode {
-    pub const HEARTBEAT_REJECTIONS: [ErrorCode; 7] = [
+    pub const HEARTBEAT_REJECTIONS: [ErrorCode; 10] = [
         ErrorCode::Malformed,
         ErrorCode::BadSignature,
         ErrorCode::UnknownNode,
@@ -90,6 +103,10 @@ impl ErrorCode {
         ErrorCode::Stale,
         ErrorCode::TooLarge,
         ErrorCode::Invalid,
+        // Another live node's address.
+        ErrorCode::Conflict,
+        ErrorCode::Overloaded,
+        ErrorCode::Timeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,7 +121,11 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Superseded => "superseded",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::NotLeader => "not_leader",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
         }
     }
@@ -114,10 +135,13 @@ impl ErrorCode {
             ErrorCode::Malformed => 400,
             ErrorCode::BadSignature | ErrorCode::UnknownNode | ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
-            ErrorCode::Replay | ErrorCode::Stale | ErrorCode::Conflict => 409,
+            ErrorCode::Replay | ErrorCode::Stale | ErrorCode::Conflict | ErrorCode::Superseded => {
+                409
+            }
             ErrorCode::TooLarge => 413,
             ErrorCode::Invalid => 422,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::NotLeader | ErrorCode::Overloaded => 503,
+            ErrorCode::Timeout => 408,
             ErrorCode::Internal => 500,
         }
     }

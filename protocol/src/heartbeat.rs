@@ -27,7 +27,20 @@ pub struct Heartbeat {
     pub metrics: BTreeMap<String, f64>,
     #[serde(default)]
     pub capacity: Capacity,
+    /// The nonce of the coordinator process this agent last heard from (the
+    /// [`COORDINATOR_NONCE_HEADER`] of its answers), echoed back. A coordinator
+    /// takes a node's first heartbeat of its life only if it echoes its own nonce:
+    /// a heartbeat recorded before a restart cannot, whatever its clock says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator_nonce: Option<String>,
 }
+
+/// Response header carrying the coordinator process's nonce, on every heartbeat
+/// answer (accepted or refused).
+pub const COORDINATOR_NONCE_HEADER: &str = "torua-coordinator-nonce";
+
+/// Longest nonce a heartbeat may echo.
+pub const MAX_NONCE_CHARS: usize = 64;
 
 /// What the agent says about its own lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use sha2::Sha256;
 use std::fmt;
 use thiserror::Error;
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// The `Authorization` scheme name.
 pub const AUTH_SCHEME: &str = "Torua-HMAC-SHA256";
@@ -36,6 +36,12 @@ impl NodeKey {
 
     pub fn to_hex(&self) -> String {
         hex::encode(self.raw)
+    }
+
+    /// The pre-keyed HMAC state, for the other messages signed with this key
+    /// (`node_call`): cloning it costs a copy, not two key-pad compressions.
+    pub(crate) fn mac(&self) -> HmacSha256 {
+        self.mac.clone()
     }
 }
 

@@ -141,6 +141,18 @@ pub fn validate(hb: &Heartbeat) -> Result<(), DecodeError> {
         ));
     }
     check_node_addr(&hb.node_addr).map_err(|m| invalid("node_addr", m))?;
+    if let Some(n) = &hb.coordinator_nonce {
+        if n.len() > crate::heartbeat::MAX_NONCE_CHARS || !n.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(invalid(
+                "coordinator_nonce",
+                format!(
+                    "must be at most {} hex digits",
+                    crate::heartbeat::MAX_NONCE_CHARS
+                ),
+            ));
+        }
+    }
     if hb.checks.len() > MAX_CHECKS {
         return Err(invalid(
             "checks",

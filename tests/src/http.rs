@@ -19,6 +19,8 @@ pub fn trust(pem: &[u8]) {
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -28,13 +30,20 @@ impl Reply {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
 }
 
-fn agent() -> ureq::Agent {
+fn agent_with_timeout(timeout: Duration) -> ureq::Agent {
     let roots = TRUSTED.lock().unwrap_or_else(|e| e.into_inner()).clone();
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_global(Some(timeout))
         .tls_config(
             TlsConfig::builder()
                 .root_certs(RootCerts::Specific(Arc::new(roots)))
@@ -45,15 +54,33 @@ fn agent() -> ureq::Agent {
 }
 
 pub fn get(url: &str) -> Result<Reply, String> {
-    let mut r = agent().get(url).call().map_err(|e| e.to_string())?;
+    get_within(url, Duration::from_secs(10))
+}
+
+/// [`get`] that gives up after `timeout`: for polling a process that may be frozen
+/// (SIGSTOP), whose kernel still accepts the connection but nobody answers.
+pub fn get_within(url: &str, timeout: Duration) -> Result<Reply, String> {
+    let mut r = agent_with_timeout(timeout)
+        .get(url)
+        .call()
+        .map_err(|e| e.to_string())?;
     let status = r.status().as_u16();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
     let body = r
         .body_mut()
         .with_config()
         .limit(64 << 20)
         .read_to_vec()
         .map_err(|e| e.to_string())?;
-    Ok(Reply { status, body })
+    Ok(Reply {
+        status,
+        body,
+        headers,
+    })
 }
 
 pub fn send(
@@ -62,18 +89,40 @@ pub fn send(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Reply, String> {
+    send_within(method, url, headers, body, Duration::from_secs(10))
+}
+
+/// [`send`] that gives up after `timeout`.
+pub fn send_within(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Reply, String> {
     let req = ureq::http::Request::builder().method(method).uri(url);
     let req = headers.iter().fold(req, |r, (k, v)| r.header(*k, *v));
     let req = req.body(body.to_vec()).map_err(|e| e.to_string())?;
-    let mut r = agent().run(req).map_err(|e| e.to_string())?;
+    let mut r = agent_with_timeout(timeout)
+        .run(req)
+        .map_err(|e| e.to_string())?;
     let status = r.status().as_u16();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
     let body = r
         .body_mut()
         .with_config()
         .limit(64 << 20)
         .read_to_vec()
         .map_err(|e| e.to_string())?;
-    Ok(Reply { status, body })
+    Ok(Reply {
+        status,
+        body,
+        headers,
+    })
 }
 
 /// Value of an unlabelled or exactly-labelled sample in a Prometheus exposition.

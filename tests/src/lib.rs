@@ -3,10 +3,16 @@
 //! Every process is killed when its handle drops, so a failing test leaks nothing.
 
 pub mod cluster;
+pub mod delay;
+pub mod etcd;
+pub mod history;
 pub mod http;
+pub mod netns;
+pub mod nodecall;
 pub mod otlp;
 pub mod proc;
 pub mod promstack;
+pub mod timeline;
 pub mod tools;
 
 use std::time::{Duration, Instant};

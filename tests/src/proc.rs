@@ -45,6 +45,18 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// What a test last did to a process it signals, so helpers that poll every
+/// process skip those that cannot answer (a frozen one would hold each poll until
+/// its timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Life {
+    Running,
+    /// SIGSTOP: the kernel still accepts connections, nobody answers.
+    Stopped,
+    /// SIGKILL, or SIGTERM and on its way out.
+    Gone,
+}
+
 /// A running child process; killed (SIGKILL) on drop.
 pub struct Proc {
     pub name: String,
@@ -122,6 +134,14 @@ impl Proc {
     pub fn restart(&mut self) {
         self.kill();
         self.child = spawn(&self.exe, &self.args, &self.env, &self.log);
+    }
+
+    /// Starts the same command again (after `kill`) with `env` instead of the
+    /// environment it had, appending to the same log: a restart under libfaketime,
+    /// or with a test fault switched on.
+    pub fn restart_with_env(&mut self, env: &[(String, String)]) {
+        self.env = env.to_vec();
+        self.restart();
     }
 
     /// Waits for the process to exit by itself.

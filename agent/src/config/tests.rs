@@ -4,6 +4,7 @@
 use super::*;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use torua_protocol::derive_node_key;
 
 const EXAMPLE: &str = include_str!("../../agent.example.yaml");
 
@@ -93,6 +94,14 @@ fn bad_configs_name_line_and_field() {
         ("both keys", format!("node_id: n1\n{head}key_file: /k\n"), ":3:1:", "key_file"),
         ("ftp coordinator", format!("node_id: n1\n{head}coordinator: ftp://c:1\n"), ":3:1:", "coordinator"),
         ("CA for plain http", format!("node_id: n1\n{head}coordinator: http://c:1\ncoordinator_ca_file: /ca.pem\n"), ":4:1:", "coordinator_ca_file"),
+        ("bad entry in a list", format!("node_id: n1\n{head}coordinator:\n  - http://a:1\n  - ftp://b:1\n"), ":5:5:", "coordinator[1]"),
+        ("bad entry in a flow list", format!("node_id: n1\n{head}coordinator: [http://a:1, 'b:1']\n"), ":3:1:", "coordinator[1]"),
+        ("bad entry in a comma list", format!("node_id: n1\n{head}coordinator: http://a:1,b\n"), ":3:1:", "coordinator[1]"),
+        ("empty entry", format!("node_id: n1\n{head}coordinator: http://a:1,\n"), ":3:1:", "coordinator[1]"),
+        ("empty list", format!("node_id: n1\n{head}coordinator: []\n"), ":3:1:", "coordinator"),
+        ("listed twice", format!("node_id: n1\n{head}coordinator: [http://a:1, http://b:1, http://a:1/]\n"), ":3:1:", "coordinator[2]"),
+        ("a number", format!("node_id: n1\n{head}coordinator: 7400\n"), ":3:", "coordinator"),
+        ("CA for a plain list", format!("node_id: n1\n{head}coordinator: [http://c:1, http://d:1]\ncoordinator_ca_file: /ca.pem\n"), ":4:1:", "coordinator_ca_file"),
         ("https check", format!("node_id: n1\n{head}checks:\n  - name: a\n    kind: http\n    url: https://x:1/\n"), ":6:5:", "checks[0].url"),
         ("wrong type", "node_id: [\n".to_string(), ":1:10:", "node_id"),
         ("not yaml", "node_id: 'n1\n".to_string(), ":", ""),
@@ -239,4 +248,84 @@ fn key_files() {
     }
     let open = write(dir.path(), "k3", &hex, 0o644);
     assert!(base(Some(open), None, true).node_key().is_ok());
+}
+
+#[test]
+fn coordinator_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = secret(dir.path());
+    let parse = |coordinator: &str| {
+        let text = format!(
+            "node_id: n1\ncluster_secret_file: {}\n{coordinator}",
+            s.display()
+        );
+        let c = Config::parse(&text, Path::new("f")).unwrap();
+        c.validate().unwrap();
+        c.coordinator
+    };
+    let abc = ["http://a:1", "http://b:1", "http://c:1/"].map(String::from);
+    assert_eq!(parse(""), ["http://127.0.0.1:7400"]);
+    assert_eq!(parse("coordinator: http://a:1\n"), ["http://a:1"]);
+    assert_eq!(
+        parse("coordinator: [http://a:1, http://b:1, 'http://c:1/']\n"),
+        abc
+    );
+    assert_eq!(
+        parse("coordinator:\n  - http://a:1\n  - http://b:1\n  - http://c:1/\n"),
+        abc
+    );
+    assert_eq!(
+        parse("coordinator: http://a:1, http://b:1 ,http://c:1/\n"),
+        abc
+    );
+
+    // --coordinator / TORUA_COORDINATOR: comma-separated, replacing the file's list.
+    let file = write(
+        dir.path(),
+        "a.yaml",
+        &format!(
+            "node_id: n1\ncluster_secret_file: {}\ncoordinator: [http://x:1, http://y:1]\n",
+            s.display()
+        ),
+        0o600,
+    );
+    let cli = Cli::try_parse_from([
+        "torua-agent",
+        "--config",
+        file.to_str().unwrap(),
+        "--coordinator",
+        "http://a:1,http://b:1, http://c:1/",
+    ])
+    .unwrap();
+    assert_eq!(Config::load(&cli).unwrap().coordinator, abc);
+    let cli = Cli {
+        coordinator: Some("http://a:1,,http://b:1".into()),
+        ..cli
+    };
+    let err = Config::load(&cli).unwrap_err().to_string();
+    assert!(err.contains("field `coordinator[1]`"), "{err}");
+
+    // A CA file needs one https:// coordinator among them.
+    if cfg!(feature = "tls") {
+        let c = Config::parse(
+        &format!(
+            "node_id: n1\ncluster_secret_file: {}\ncoordinator: [http://a:1, https://b:1]\ncoordinator_ca_file: /ca.pem\n",
+            s.display()
+        ),
+            Path::new("f"),
+        )
+        .unwrap();
+        c.validate().unwrap();
+    }
+    let mut c = Config::parse(
+        &format!("node_id: n1\ncluster_secret_file: {}\n", s.display()),
+        Path::new("f"),
+    )
+    .unwrap();
+    c.coordinator = (0..=MAX_COORDINATORS)
+        .map(|i| format!("http://c{i}:1"))
+        .collect();
+    let (field, message) = c.validate().unwrap_err();
+    assert_eq!(field, "coordinator");
+    assert!(message.contains("at most 16"), "{message}");
 }

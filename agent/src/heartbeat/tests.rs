@@ -5,17 +5,23 @@ use crate::config::{CheckConfig, Config};
 use crate::testutil::{eventually, respond, serve, Seen};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Mutex;
+use torua_protocol::api::LEADER_HEADER;
 use torua_protocol::{derive_node_key, parse_authorization, verify, NodeState, Status};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 /// A coordinator that verifies signatures and records every heartbeat. It answers
-/// with `status` (200 → an ack carrying `ack_interval_ms`).
+/// with `status` (200 → an ack carrying `ack_interval_ms`; 503 with `leader` set →
+/// `not_leader` naming it in `Torua-Leader`).
 #[derive(Clone, Default)]
 struct FakeCoordinator {
     seen: Arc<Mutex<Vec<Heartbeat>>>,
     status: Arc<AtomicU16>,
     ack_interval_ms: Arc<AtomicU64>,
+    leader: Arc<Mutex<Option<String>>>,
+    /// When set: sent on every answer, and a heartbeat not echoing it is
+    /// challenged (409 `stale`), as a real coordinator does at first contact.
+    nonce: Arc<Mutex<Option<String>>>,
 }
 
 impl FakeCoordinator {
@@ -38,7 +44,29 @@ impl FakeCoordinator {
             0 => hb.interval_ms,
             n => n,
         };
+        let nonce = self.nonce.lock().unwrap().clone();
+        let challenged = nonce.is_some() && hb.coordinator_nonce != nonce;
         self.seen.lock().unwrap().push(hb);
+        let mut resp = self.answer(node, interval_ms, challenged);
+        if let Some(n) = nonce {
+            resp.headers_mut()
+                .insert(COORDINATOR_NONCE_HEADER, n.parse().unwrap());
+        }
+        resp
+    }
+
+    fn answer(
+        &self,
+        node: &str,
+        interval_ms: u64,
+        challenged: bool,
+    ) -> hyper::Response<Full<Bytes>> {
+        if challenged {
+            return respond(
+                409,
+                r#"{"error":{"code":"stale","message":"echo the nonce"}}"#,
+            );
+        }
         match self.status.load(Ordering::SeqCst) {
             200 => {
                 let ack = HeartbeatAck {
@@ -50,6 +78,18 @@ impl FakeCoordinator {
                 respond(200, serde_json::to_vec(&ack).unwrap())
             }
             409 => respond(409, r#"{"error":{"code":"replay","message":"seq 3 <= 7"}}"#),
+            503 => match self.leader.lock().unwrap().clone() {
+                Some(leader) => {
+                    let mut r = respond(
+                        503,
+                        r#"{"error":{"code":"not_leader","message":"c2 is a follower"}}"#,
+                    );
+                    r.headers_mut()
+                        .insert(LEADER_HEADER, leader.parse().unwrap());
+                    r
+                }
+                None => respond(503, "overloaded"),
+            },
             other => respond(other, "overloaded"),
         }
     }
@@ -65,7 +105,7 @@ fn config(coordinator: &str, dir: &std::path::Path) -> Config {
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     Config {
         node_id: "n1".into(),
-        coordinator: coordinator.into(),
+        coordinator: crate::config::split_list(coordinator),
         cluster_secret_file: Some(secret),
         ..Config::default()
     }
@@ -147,8 +187,10 @@ async fn each_send_is_a_new_signed_message() {
     assert_eq!(
         rejected,
         SendOutcome::Rejected {
+            status: 409,
             code: "replay".into(),
-            message: "seq 3 <= 7".into()
+            message: "seq 3 <= 7".into(),
+            leader: None,
         }
     );
     let seen = fake.all();
@@ -298,4 +340,259 @@ async fn agent_reports_a_failing_node_at_once_and_leaves_on_shutdown() {
     agent.await.unwrap().unwrap();
     let last = fake.all().pop().unwrap();
     assert_eq!(last.state, RunState::Leaving);
+}
+
+fn ack() -> SendOutcome {
+    SendOutcome::Accepted(HeartbeatAck {
+        node_id: "n1".into(),
+        state: NodeState::Healthy,
+        interval_ms: 1000,
+        assignment_version: 1,
+    })
+}
+
+fn rejected(status: u16, code: &str, leader: Option<&str>) -> SendOutcome {
+    SendOutcome::Rejected {
+        status,
+        code: code.into(),
+        message: "m".into(),
+        leader: leader.map(String::from),
+    }
+}
+
+/// (name, list, current, answer, expected switch).
+type Case<'a> = (
+    &'a str,
+    &'a [String],
+    Target,
+    SendOutcome,
+    Option<(Target, SwitchReason)>,
+);
+
+#[test]
+fn switching_rule() {
+    use SwitchReason::*;
+    use Target::*;
+    let three: Vec<String> = ["http://a:1", "http://b:1", "http://c:1"]
+        .map(String::from)
+        .to_vec();
+    let one = vec!["http://a:1".to_string()];
+    let down = SendOutcome::Failed("connection refused".into());
+    let named = |base: &str, then| Named {
+        base: base.into(),
+        then,
+    };
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        ("accepted stays", &three, Listed(1), ack(), None),
+        ("4xx stays", &three, Listed(1), rejected(409, "replay", None), None),
+        ("4xx naming a leader stays", &three, Listed(1), rejected(401, "bad_signature", Some("http://c:1")), None),
+        ("unreachable moves on", &three, Listed(0), down.clone(), Some((Listed(1), Unreachable))),
+        ("the list wraps", &three, Listed(2), down.clone(), Some((Listed(0), Unreachable))),
+        ("5xx moves on", &three, Listed(1), rejected(500, "internal", None), Some((Listed(2), ServerError))),
+        ("not_leader without a leader moves on", &three, Listed(0), rejected(503, "not_leader", None), Some((Listed(1), ServerError))),
+        ("not_leader follows the header", &three, Listed(0), rejected(503, "not_leader", Some("http://c:1")), Some((Listed(2), NotLeader))),
+        ("a trailing slash is the same URL", &three, Listed(0), rejected(503, "not_leader", Some("http://c:1/")), Some((Listed(2), NotLeader))),
+        ("a leader outside the list", &three, Listed(1), rejected(503, "not_leader", Some("http://z:9")), Some((named("http://z:9", 1), NotLeader))),
+        ("a leader naming itself moves on", &three, Listed(1), rejected(503, "not_leader", Some("http://b:1")), Some((Listed(2), ServerError))),
+        ("a bad header moves on", &three, Listed(1), rejected(503, "not_leader", Some("ftp://z")), Some((Listed(2), ServerError))),
+        ("the header only counts with not_leader", &three, Listed(0), rejected(503, "unavailable", Some("http://c:1")), Some((Listed(1), ServerError))),
+        ("a failed named leader resumes the list", &three, named("http://z:9", 1), down.clone(), Some((Listed(1), Unreachable))),
+        ("a named leader names another", &three, named("http://z:9", 1), rejected(503, "not_leader", Some("http://y:9")), Some((named("http://y:9", 1), NotLeader))),
+        ("a named leader accepted stays", &three, named("http://z:9", 1), ack(), None),
+        ("one coordinator never moves on", &one, Listed(0), down.clone(), None),
+        ("one coordinator, 5xx", &one, Listed(0), rejected(503, "not_leader", None), None),
+        ("one coordinator follows a named leader", &one, Listed(0), rejected(503, "not_leader", Some("http://z:9")), Some((named("http://z:9", 0), NotLeader))),
+        ("and returns to it", &one, named("http://z:9", 0), down.clone(), Some((Listed(0), Unreachable))),
+    ];
+    // A follower naming the coordinator that just did not answer: the list goes on.
+    #[rustfmt::skip]
+    let after_a_failure: Vec<(Case, Option<&str>)> = vec![
+        (("a dead leader named again is skipped", &three, Listed(1), rejected(503, "not_leader", Some("http://a:1")), Some((Listed(2), ServerError))), Some("http://a:1/")),
+        (("another leader is followed", &three, Listed(1), rejected(503, "not_leader", Some("http://c:1")), Some((Listed(2), NotLeader))), Some("http://a:1")),
+        (("a dead named leader is skipped", &three, Listed(0), rejected(503, "not_leader", Some("http://z:9")), Some((Listed(1), ServerError))), Some("http://z:9")),
+    ];
+    let mut failures = Vec::new();
+    let all = cases
+        .into_iter()
+        .map(|case| (case, None))
+        .chain(after_a_failure);
+    for ((name, list, current, outcome, want), just_failed) in all {
+        let got = switch_after(list, &current, &outcome, just_failed);
+        if got != want {
+            failures.push(format!("{name}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn retries_after_a_switch_are_prompt() {
+    let second = Duration::from_secs(1);
+    let cap = Duration::from_millis(200);
+    for attempt in [0, 1, 5, 30] {
+        for _ in 0..200 {
+            // After a switch, in the first seconds of trouble: at most 200 ms.
+            let d = retry_delay(true, attempt, second, Duration::from_secs(3));
+            assert!(d <= cap, "attempt {attempt}: {d:?}");
+            // Never above a short interval either.
+            let d = retry_delay(true, attempt, Duration::from_millis(50), Duration::ZERO);
+            assert!(d <= Duration::from_millis(50), "{d:?}");
+            // Without a switch, or after long trouble: the ordinary backoff.
+            let d = retry_delay(false, attempt, second, Duration::ZERO);
+            assert!(d <= second.min(Duration::from_millis(100) * (1 << attempt.min(10))));
+            let d = retry_delay(true, attempt, second, Duration::from_secs(60));
+            assert!(d <= second);
+        }
+    }
+    // The ordinary backoff reaches the interval; the prompt one never does.
+    let long = (0..500)
+        .map(|_| retry_delay(false, 30, second, Duration::ZERO))
+        .max()
+        .unwrap();
+    assert!(long > cap, "{long:?}");
+}
+
+/// Three coordinators: the first is down, the second a follower that names a leader
+/// outside the list. The agent gets there at once, and when that leader fails and
+/// the follower takes over, it is back within one interval and a few quick switches.
+#[tokio::test]
+async fn follows_the_leader_across_coordinators() {
+    let dead = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        drop(l);
+        url
+    };
+    let leader = FakeCoordinator::default();
+    let leader_url = leader.start().await;
+    let follower = FakeCoordinator::default();
+    let follower_url = follower.start().await;
+    follower.status.store(503, Ordering::SeqCst);
+    *follower.leader.lock().unwrap() = Some(format!("{leader_url}/"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&format!("{dead},{follower_url}"), dir.path());
+    let (hb, _health, metrics) = sender(&cfg, &[]);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let started = std::time::Instant::now();
+    let task = tokio::spawn(hb.run(async {
+        let _ = stop_rx.await;
+    }));
+    eventually(
+        Duration::from_secs(5),
+        "a heartbeat at the leader",
+        || async { (!leader.all().is_empty()).then_some(()) },
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = metrics.encode();
+    for want in [
+        "torua_agent_coordinator_switches_total{reason=\"unreachable\"} 1",
+        "torua_agent_coordinator_switches_total{reason=\"not_leader\"} 1",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+
+    // The leader fails; the follower takes over.
+    follower.status.store(200, Ordering::SeqCst);
+    *follower.leader.lock().unwrap() = None;
+    leader.status.store(503, Ordering::SeqCst);
+    let failed_over = std::time::Instant::now();
+    let at_follower = follower.all().len();
+    eventually(
+        Duration::from_secs(5),
+        "a heartbeat at the new leader",
+        || async { (follower.all().len() > at_follower).then_some(()) },
+    )
+    .await;
+    assert!(
+        failed_over.elapsed() < Duration::from_secs(2),
+        "re-attached after {:?}",
+        failed_over.elapsed()
+    );
+    stop_tx.send(()).unwrap();
+    task.await.unwrap();
+    assert_eq!(follower.all().last().unwrap().state, RunState::Leaving);
+    assert!(metrics
+        .encode()
+        .contains("torua_agent_coordinator_switches_total{reason=\"server_error\"} 1"));
+}
+
+/// A single coordinator behaves as before: failures never count as switches.
+#[tokio::test]
+async fn one_coordinator_never_switches() {
+    let fake = FakeCoordinator::default();
+    let url = fake.start().await;
+    fake.status.store(503, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut hb, _health, metrics) = sender(&config(&url, dir.path()), &[]);
+    for _ in 0..3 {
+        let (outcome, switched) = hb
+            .send_and_follow(RunState::Running, MAX_SEND_TIMEOUT)
+            .await;
+        assert!(matches!(outcome, SendOutcome::Rejected { status: 503, .. }));
+        assert!(!switched);
+    }
+    assert_eq!(hb.current(), url);
+    assert!(!metrics
+        .encode()
+        .lines()
+        .any(|l| l.starts_with("torua_agent_coordinator_switches_total") && !l.ends_with(" 0")));
+}
+
+#[tokio::test]
+async fn a_challenge_is_answered_at_once_with_the_coordinators_nonce() {
+    let fake = FakeCoordinator::default();
+    let url = fake.start().await;
+    *fake.nonce.lock().unwrap() = Some("aa01".into());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut hb, health, metrics) = sender(&config(&url, dir.path()), &[]);
+    assert!(matches!(
+        hb.send_and_follow(RunState::Running, MAX_SEND_TIMEOUT)
+            .await
+            .0,
+        SendOutcome::Accepted(_)
+    ));
+    assert!(matches!(
+        hb.send_and_follow(RunState::Running, MAX_SEND_TIMEOUT)
+            .await
+            .0,
+        SendOutcome::Accepted(_)
+    ));
+    // The coordinator restarts: a new nonce, one more challenge.
+    *fake.nonce.lock().unwrap() = Some("bb02".into());
+    assert!(matches!(
+        hb.send_and_follow(RunState::Running, MAX_SEND_TIMEOUT)
+            .await
+            .0,
+        SendOutcome::Accepted(_)
+    ));
+    let echoed: Vec<Option<String>> = fake
+        .all()
+        .into_iter()
+        .map(|h| h.coordinator_nonce)
+        .collect();
+    let s = |x: &str| Some(x.to_string());
+    assert_eq!(echoed, [None, s("aa01"), s("aa01"), s("aa01"), s("bb02")]);
+    assert!(health.snapshot().acked);
+    let text = metrics.encode();
+    assert!(
+        text.contains("torua_agent_heartbeats_sent_total{result=\"ok\"} 3")
+            && !text.contains("result=\"rejected\"} 1"),
+        "a challenge is no rejection: {text}"
+    );
+    // A refusal that is not a challenge (the nonce was echoed) is not sent again.
+    fake.status.store(409, Ordering::SeqCst);
+    assert!(matches!(
+        hb.send_and_follow(RunState::Running, MAX_SEND_TIMEOUT)
+            .await
+            .0,
+        SendOutcome::Rejected { .. }
+    ));
+    assert_eq!(fake.all().len(), 6, "one send, no retry");
 }

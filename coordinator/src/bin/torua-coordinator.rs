@@ -25,13 +25,26 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> ExitCode {
-    let file = match args.config.as_deref().map(Settings::from_file).transpose() {
-        Ok(f) => f.unwrap_or_default(),
+    let loaded = args
+        .config
+        .as_deref()
+        .map(Settings::from_file_with_text)
+        .transpose();
+    let (file, text) = match loaded {
+        Ok(Some((settings, text))) => (settings, Some(text)),
+        Ok(None) => (Settings::default(), None),
         Err(e) => return usage(e),
     };
-    let cfg = match args.settings.over(file).resolve() {
+    let flags = args.settings;
+    let cfg = match flags.clone().over(file).resolve() {
         Ok(c) => c,
-        Err(e) => return usage(e),
+        // Point at the file's line for a value that came from it.
+        Err(e) => match (args.config.as_deref(), text) {
+            (Some(path), Some(text)) => {
+                return usage(e.locate(&path.display().to_string(), &text, |f| flags.sets(f)))
+            }
+            _ => return usage(e),
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,5 +1,6 @@
-//! `torua keygen`: a node's key from the cluster secret (what production agents hold
-//! instead of the secret), or a fresh random cluster secret.
+//! `torua keygen`: a node's key from the cluster secret (what production agents and
+//! nodes hold instead of the secret), a fresh random cluster secret, or a fresh
+//! bearer token for the coordinator's admin or client scope.
 
 use clap::Args;
 use std::io::Read;
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct KeygenArgs {
     /// Node whose key to derive.
-    #[arg(long, required_unless_present = "new_secret")]
+    #[arg(long, required_unless_present_any = ["new_secret", "token"])]
     node: Option<String>,
     /// Cluster secret file to derive from.
     #[arg(
@@ -18,13 +19,17 @@ pub struct KeygenArgs {
     )]
     secret_file: PathBuf,
     /// Print a new random cluster secret (64 hex characters) instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["node", "token"])]
     new_secret: bool,
+    /// Print a new random bearer token (64 hex characters) for `admin_token_file` or
+    /// `client_token_file`: `torua keygen --token > admin.token; chmod 600 admin.token`.
+    #[arg(long, conflicts_with = "node")]
+    token: bool,
 }
 
 pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
-    if args.new_secret {
-        println!("{}", hex::encode(random_bytes::<32>()?));
+    if args.new_secret || args.token {
+        println!("{}", new_token()?);
         return Ok(());
     }
     let node = args.node.expect("clap requires --node");
@@ -43,6 +48,12 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
         torua_protocol::derive_node_key(&secret, &node).to_hex()
     );
     Ok(())
+}
+
+/// 32 bytes from the kernel's CSPRNG, as 64 hex characters: a cluster secret or a
+/// bearer token.
+pub fn new_token() -> std::io::Result<String> {
+    Ok(hex::encode(random_bytes::<32>()?))
 }
 
 /// Secrets come from the kernel's CSPRNG, never from a fast non-cryptographic RNG.

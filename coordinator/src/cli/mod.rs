@@ -9,6 +9,7 @@ mod nodes;
 mod shards;
 mod status;
 mod tls;
+mod tokens;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,17 +23,43 @@ pub use client::{Api, ApiError};
     about = "Torua: health and placement for a sharded storage cluster"
 )]
 pub struct Cli {
-    /// Coordinator base URL.
+    /// Coordinator base URL, or several comma-separated: tried in order while they
+    /// cannot be reached (an HTTP answer, even an error, ends the command).
     #[arg(
+        value_name = "URL[,URL...]",
         long,
         global = true,
         env = "TORUA_COORDINATOR",
         default_value = "http://127.0.0.1:7400"
     )]
     coordinator: String,
-    /// Admin bearer token for mutating commands.
-    #[arg(long, global = true, env = "TORUA_ADMIN_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// File holding the admin token, sent by drain, undrain, remove, assign and
+    /// rebalance. Else env TORUA_ADMIN_TOKEN (the token itself), else the token of
+    /// the `torua dev` cluster at a loopback --coordinator.
+    #[arg(long, global = true, value_name = "FILE")]
+    admin_token_file: Option<std::path::PathBuf>,
+    /// File holding the client token, sent by put, get and del. Else env
+    /// TORUA_CLIENT_TOKEN, else the `torua dev` cluster's, else the admin token.
+    #[arg(long, global = true, value_name = "FILE")]
+    client_token_file: Option<std::path::PathBuf>,
+    /// The admin token itself, from env TORUA_ADMIN_TOKEN (a flag would show in `ps`).
+    #[arg(
+        long,
+        global = true,
+        env = "TORUA_ADMIN_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    admin_token: Option<String>,
+    /// The client token itself, from env TORUA_CLIENT_TOKEN.
+    #[arg(
+        long,
+        global = true,
+        env = "TORUA_CLIENT_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    client_token: Option<String>,
     /// CA certificate(s) to trust for an https:// coordinator (default: the system's).
     #[arg(long, global = true, env = "TORUA_CA_FILE")]
     ca_file: Option<std::path::PathBuf>,
@@ -58,8 +85,12 @@ enum Cmd {
         nodes: Vec<String>,
         #[arg(long)]
         force: bool,
+        /// With --force: also when a node holds a shard's last in-sync copy (its data
+        /// is lost).
+        #[arg(long, requires = "force")]
+        allow_data_loss: bool,
     },
-    /// Derive a node's key from the cluster secret, or make a new secret.
+    /// Derive a node's key from the cluster secret, or make a new secret or token.
     Keygen(keygen::KeygenArgs),
     /// The shard map: holders, epochs and health per shard.
     Shards,
@@ -98,15 +129,55 @@ pub fn init_logging() {
         .try_init();
 }
 
+impl Cmd {
+    /// The token scope the command's calls need.
+    fn needs(&self) -> tokens::Needs {
+        use tokens::Needs;
+        match self {
+            Cmd::Put { .. } | Cmd::Get { .. } | Cmd::Del { .. } => Needs::Client,
+            Cmd::Drain { .. }
+            | Cmd::Undrain { .. }
+            | Cmd::Remove { .. }
+            | Cmd::Assign { .. }
+            | Cmd::Rebalance { .. } => Needs::Admin,
+            Cmd::Dev(_) | Cmd::Status | Cmd::Keygen(_) | Cmd::Shards | Cmd::Tls(_) => {
+                Needs::Nothing
+            }
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let api = Api::new(&cli.coordinator, cli.token.clone(), cli.ca_file.clone());
+    let sources = tokens::Sources {
+        admin_file: cli.admin_token_file.clone(),
+        client_file: cli.client_token_file.clone(),
+        admin_env: cli.admin_token.clone(),
+        client_env: cli.client_token.clone(),
+    };
+    let token = sources.token_for(
+        cli.cmd.needs(),
+        &client::split_bases(&cli.coordinator),
+        &tokens::DevPointers::from_env(),
+    );
+    let token = match token {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("torua: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let api = Api::new(&cli.coordinator, token, cli.ca_file.clone());
     let result = match cli.cmd {
         Cmd::Dev(args) => dev::run(args),
         Cmd::Status => status::run(&api, cli.json),
         Cmd::Drain { nodes } => nodes::drain(&api, &nodes, true, cli.json),
         Cmd::Undrain { nodes } => nodes::drain(&api, &nodes, false, cli.json),
-        Cmd::Remove { nodes, force } => nodes::remove(&api, &nodes, force, cli.json),
+        Cmd::Remove {
+            nodes,
+            force,
+            allow_data_loss,
+        } => nodes::remove(&api, &nodes, force, allow_data_loss, cli.json),
         Cmd::Keygen(args) => keygen::run(args),
         Cmd::Shards => shards::list(&api, cli.json),
         Cmd::Assign {
@@ -126,5 +197,31 @@ pub fn main() -> ExitCode {
             eprintln!("torua: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.cmd.needs());
+        assert_eq!(
+            parse(&["torua", "keygen", "--token"]).unwrap(),
+            tokens::Needs::Nothing
+        );
+        assert_eq!(
+            parse(&["torua", "put", "k", "v", "--client-token-file", "/f"]).unwrap(),
+            tokens::Needs::Client
+        );
+        assert_eq!(
+            parse(&["torua", "remove", "n1", "--force", "--allow-data-loss"]).unwrap(),
+            tokens::Needs::Admin
+        );
+        assert!(parse(&["torua", "remove", "n1", "--allow-data-loss"]).is_err());
+        assert!(parse(&["torua", "keygen", "--token", "--node", "n1"]).is_err());
     }
 }

@@ -13,9 +13,20 @@ pub fn drain(api: &Api, nodes: &[String], drain: bool, as_json: bool) -> anyhow:
     )
 }
 
-/// Decommissions nodes: refused while a node holds shards unless `force`.
-pub fn remove(api: &Api, nodes: &[String], force: bool, as_json: bool) -> anyhow::Result<()> {
-    let query = if force { "?force=true" } else { "" };
+/// Decommissions nodes: refused while a node holds shards unless `force`, and
+/// while it holds a shard's last in-sync copy unless `allow_data_loss` too.
+pub fn remove(
+    api: &Api,
+    nodes: &[String],
+    force: bool,
+    allow_data_loss: bool,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let query = match (force, allow_data_loss) {
+        (true, true) => "?force=true&allow_data_loss=true",
+        (true, false) => "?force=true",
+        (false, _) => "",
+    };
     each_node(
         nodes,
         as_json,

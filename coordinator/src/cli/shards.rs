@@ -15,8 +15,8 @@ pub fn list(api: &Api, as_json: bool) -> anyhow::Result<()> {
 
 fn render(v: &Value) -> String {
     let mut out = format!(
-        "{:>5} {:>6}  {:<10} {:<24} {}\n",
-        "SHARD", "EPOCH", "PRIMARY", "REPLICAS", "HEALTH"
+        "{:>5} {:>6}  {:<10} {:<24} {:>8}  {}\n",
+        "SHARD", "EPOCH", "PRIMARY", "REPLICAS", "LOAD", "HEALTH"
     );
     for s in v["shards"].as_array().into_iter().flatten() {
         let replicas: Vec<String> = s["replicas"]
@@ -33,8 +33,12 @@ fn render(v: &Value) -> String {
             })
             .collect();
         let pin = if s["pinned"].is_null() { "" } else { " pinned" };
+        // The load score its holders served (`-` while not measured).
+        let load = s["load"]["score"]
+            .as_f64()
+            .map_or("-".to_string(), |l| format!("{l:.1}"));
         out.push_str(&format!(
-            "{:>5} {:>6}  {:<10} {:<24} {}{pin}\n",
+            "{:>5} {:>6}  {:<10} {:<24} {load:>8}  {}{pin}\n",
             s["id"].as_u64().unwrap_or(0),
             s["epoch"].as_u64().unwrap_or(0),
             s["primary"].as_str().unwrap_or("-"),
@@ -86,13 +90,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_marks_copies_and_pins() {
+    fn table_shows_load_and_marks_copies_and_pins() {
         let v = json!({"shards": [
-            {"id": 0, "epoch": 3, "primary": "n1", "replicas": [{"node": "n2", "in_sync": true}], "health": "ok", "pinned": null},
-            {"id": 1, "epoch": 9, "primary": "n3", "replicas": [{"node": "n1", "in_sync": false}], "health": "under_replicated", "pinned": ["n3", "n1"]}]});
+            {"id": 0, "epoch": 3, "primary": "n1", "replicas": [{"node": "n2", "in_sync": true}], "health": "ok", "pinned": null,
+             "load": {"reads": 250.0, "writes": 2.0, "read_bytes": 0.0, "write_bytes": 0.0, "score": 252.04}},
+            {"id": 1, "epoch": 9, "primary": "n3", "replicas": [{"node": "n1", "in_sync": false}], "health": "under_replicated", "pinned": ["n3", "n1"],
+             "load": null}]});
         let out = render(&v);
         assert!(
-            out.contains("    0      3  n1         n2                       ok\n"),
+            out.starts_with("SHARD  EPOCH  PRIMARY    REPLICAS                     LOAD  HEALTH\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("    0      3  n1         n2                          252.0  ok\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "n1(copying){}-  under_replicated pinned\n",
+                " ".repeat(21)
+            )),
             "{out}"
         );
         assert!(

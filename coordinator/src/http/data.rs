@@ -1,16 +1,17 @@
 //! `/v1/data/{key}` and its Torua alias `/data/{key}`: PUT → 204, GET → 200 with the
 //! bytes, DELETE → 204, missing → 404; `GET /v1/data?prefix=` lists keys.
 
+use super::body::read_body;
 use super::respond::{error, method_not_allowed, ok, Resp};
-use super::routes::read_body;
 use crate::cluster::Cluster;
-use crate::datapath::{DataError, MAX_VALUE_BYTES};
+use crate::datapath::DataError;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::json;
+use torua_protocol::node_api::MAX_VALUE_BYTES;
 use torua_protocol::ErrorCode;
 
 pub async fn key_route(cluster: &Cluster, req: Request<Incoming>, raw: &str) -> Resp {
@@ -53,21 +54,41 @@ pub async fn key_route(cluster: &Cluster, req: Request<Incoming>, raw: &str) -> 
     }
 }
 
+/// Keys one page lists when the client names no `limit`, and the most it may ask.
+const DEFAULT_PAGE: usize = 1000;
+const MAX_PAGE: usize = 10_000;
+
+/// `GET /v1/data?prefix=P[&after=K][&limit=N]`: a page of keys and the cursor of
+/// the next one (`next`, absent on the last page).
 pub async fn list(cluster: &Cluster, req: &Request<Incoming>) -> Resp {
-    let prefix = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .find_map(|p| p.strip_prefix("prefix="))
-        .map(|p| {
-            percent_decode_str(&p.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .unwrap_or_default();
-    match cluster.data_list(&prefix).await {
-        Ok(keys) => ok(&json!({ "prefix": prefix, "keys": keys })),
+    let param = |name: &str| {
+        req.uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+            .map(|p| {
+                percent_decode_str(&p.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+    };
+    let prefix = param("prefix").unwrap_or_default();
+    let after = param("after");
+    let limit = match param("limit") {
+        None => DEFAULT_PAGE,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return error(
+                    ErrorCode::Malformed,
+                    format!("limit must be a number within 1..={MAX_PAGE}, not {l:?}"),
+                )
+            }
+        },
+    };
+    match cluster.data_list(&prefix, after.as_deref(), limit).await {
+        Ok((keys, next)) => ok(&json!({ "prefix": prefix, "keys": keys, "next": next })),
         Err(e) => data_error(e),
     }
 }

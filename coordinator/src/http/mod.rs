@@ -2,10 +2,13 @@
 //! header-read (and TLS handshake) timeout, graceful drain on shutdown. Routing lives
 //! in `routes`.
 
+mod body;
 mod data;
+mod leader;
 mod respond;
 mod routes;
 mod shards;
+mod ui;
 mod views;
 
 pub use respond::Resp;
@@ -32,9 +35,14 @@ const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// An evicted connection that has never delivered a request gets this long to close
 /// by itself before it is dropped (it is dribbling header bytes).
 const EVICT_GRACE: Duration = Duration::from_millis(200);
+/// A request body this far behind the minimum rate makes its connection evictable.
+/// (Senders that mean it send the body right after the head, at link speed.)
+const BODY_STALL: Duration = Duration::from_millis(250);
 
 /// One open connection, as seen by the accept loop.
 struct Slot {
+    /// The body of the request in progress, if one is being read.
+    progress: Arc<body::Progress>,
     /// A request is being served (set when hyper calls the service, cleared when
     /// the handler returns).
     busy: AtomicBool,
@@ -51,6 +59,7 @@ struct Slot {
 /// slot for a whole header timeout while real agents wait in the backlog.
 struct Conns {
     epoch: Instant,
+    budget: Arc<body::Budget>,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Slot>>>,
 }
@@ -63,6 +72,7 @@ impl Conns {
     fn add(&self) -> (u64, Arc<Slot>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
+            progress: Arc::new(body::Progress::new(self.epoch)),
             busy: AtomicBool::new(false),
             served: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(self.now_ms()),
@@ -82,15 +92,30 @@ impl Conns {
     /// idle the longest. False if every connection is busy.
     fn evict_oldest_idle(&self) -> bool {
         let open = lock(&self.open);
+        // Suspects first (connections that never sent a request, and ones whose
+        // request body lags the minimum rate), then the kept-alive one idle the
+        // longest. But while bodies are being read, one of them may soon lag:
+        // rather wait for that than cut a client that keeps its connection
+        // (a real agent between two heartbeats).
+        let reading = open.values().any(|s| s.progress.in_body());
         let victim = open
             .values()
-            .filter(|s| !s.busy.load(Ordering::Relaxed) && !s.evicting.load(Ordering::Relaxed))
-            .min_by_key(|s| {
-                (
-                    s.served.load(Ordering::Relaxed),
-                    s.idle_since_ms.load(Ordering::Relaxed),
-                )
-            });
+            .filter(|s| !s.evicting.load(Ordering::Relaxed))
+            .filter_map(|s| {
+                if let Some(since) = s.progress.behind(BODY_STALL) {
+                    return Some(((false, since), s));
+                }
+                (!s.busy.load(Ordering::Relaxed)).then(|| {
+                    let key = (
+                        s.served.load(Ordering::Relaxed),
+                        s.idle_since_ms.load(Ordering::Relaxed),
+                    );
+                    (key, s)
+                })
+            })
+            .filter(|((served, _), _)| !(*served && reading))
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, s)| s);
         match victim {
             Some(s) => {
                 s.evicting.store(true, Ordering::Relaxed);
@@ -119,6 +144,15 @@ pub async fn serve(
     let max = cluster.cfg.max_connections;
     let limit = Arc::new(Semaphore::new(max));
     let conns = Arc::new(Conns {
+        budget: Arc::new(body::Budget::new(
+            cluster.cfg.max_inflight_body_bytes,
+            cluster.cfg.body_timeout,
+            cluster.cfg.body_min_rate,
+            cluster
+                .metrics
+                .connections_closed
+                .with_label_values(&["body_timeout"]),
+        )),
         epoch: Instant::now(),
         next_id: AtomicU64::new(0),
         open: Mutex::new(HashMap::new()),
@@ -145,12 +179,13 @@ pub async fn serve(
             Err(_) => {
                 // At the limit: close the connection idle the longest (an idle
                 // keep-alive, or one that never sent a byte) and take its slot. If
-                // every connection is busy serving, wait for one to finish.
+                // every connection is busy serving, wait for one to finish, looking
+                // again soon: a body may fall behind its pace meanwhile.
                 let permit = loop {
                     let retry = if conns.evict_oldest_idle() {
                         EVICT_GRACE * 2
                     } else {
-                        DRAIN_GRACE
+                        BODY_STALL
                     };
                     tokio::select! {
                         _ = &mut shutdown => break None,
@@ -275,9 +310,14 @@ async fn drive<I>(
 {
     let service = {
         let (cluster, slot, conns) = (cluster.clone(), slot.clone(), conns.clone());
-        service_fn(move |req| {
+        service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(body::BodyCtx {
+                progress: slot.progress.clone(),
+                budget: conns.budget.clone(),
+            });
             // Marked busy as soon as hyper has the request head, before the handler
-            // first runs, so eviction never picks a connection with a request.
+            // first runs, so eviction never picks a connection with a request (unless
+            // its body stalls).
             slot.busy.store(true, Ordering::Relaxed);
             slot.served.store(true, Ordering::Relaxed);
             let (cluster, slot, conns) = (cluster.clone(), slot.clone(), conns.clone());
@@ -315,6 +355,10 @@ async fn drive<I>(
             .inc();
         // One that never delivered a request and did not close is mid-way through
         // dribbling its headers: drop it rather than wait out the header timeout.
+        // So is one evicted mid-body, at once: its request cannot finish soon.
+        if slot.progress.in_body() {
+            return;
+        }
         let r = tokio::time::timeout(EVICT_GRACE, conn.as_mut()).await;
         if r.is_err() && (slot.served.load(Ordering::Relaxed) || slot.busy.load(Ordering::Relaxed))
         {

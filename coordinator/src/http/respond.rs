@@ -38,8 +38,9 @@ pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Byte
 }
 
 pub fn method_not_allowed(allowed: &'static str) -> Resp {
+    // `malformed`, as the node answers: the request is wrong, not the resource.
     let mut r = error(
-        ErrorCode::NotFound,
+        ErrorCode::Malformed,
         format!("method not allowed; use {allowed}"),
     );
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;

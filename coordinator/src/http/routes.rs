@@ -1,10 +1,10 @@
 //! Request routing and the handlers of SPEC §5.
 
+use super::body::read_body;
 use super::respond::{error, json, method_not_allowed, ok, text, Resp};
-use super::views::{cluster_view, node_view};
+use super::views::node_view_with_load;
+use crate::auth::Scope;
 use crate::cluster::{unix_ms, AdminError, Cluster};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, StatusCode};
 use serde_json::json;
@@ -18,9 +18,16 @@ pub async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Resp {
     let class = route_class(req.method(), req.uri().path());
     let resp = if req.uri().path() == "/v1/heartbeat" && req.method() == Method::POST {
         // The hot path: no routing allocations before it.
-        heartbeat(&cluster, req).await
+        if cluster.leadership.shared && !cluster.leadership.is_leader() {
+            super::leader::not_leader(&cluster, "heartbeats go to the leader")
+        } else {
+            heartbeat(&cluster, req).await
+        }
     } else if req.uri().path() == "/metrics" && req.method() == Method::GET {
         metrics(cluster.clone()).await
+    } else if let Some(denied) = unauthorized(&cluster, &req) {
+        // Before routing, so a follower refuses what it would forward to the leader.
+        denied
     } else {
         route(&cluster, req).await
     };
@@ -43,7 +50,8 @@ fn route_class(method: &Method, path: &str) -> &'static str {
     } else if method != Method::GET
         && (path.starts_with("/v1/nodes/")
             || path.starts_with("/v1/shards/")
-            || path == "/v1/rebalance")
+            || path == "/v1/rebalance"
+            || path.starts_with("/v1/internal/"))
     {
         "admin"
     } else {
@@ -62,6 +70,16 @@ async fn route(cluster: &Cluster, req: Request<Incoming>) -> Resp {
     }
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
+    if cluster.leadership.shared && !cluster.leadership.is_leader() {
+        if super::leader::leader_only(&method, &segs) {
+            return super::leader::forward(cluster, req).await;
+        }
+        if super::leader::leaders_view(&method, &segs) {
+            if let Some(resp) = super::leader::view_from_leader(cluster, &req).await {
+                return resp;
+            }
+        }
+    }
     match (segs.as_slice(), &method) {
         (["livez"], &Method::GET) => text(StatusCode::OK, "text/plain", "ok\n"),
         (["readyz"], &Method::GET) | (["health"], &Method::GET) => ok(&json!({
@@ -73,23 +91,29 @@ async fn route(cluster: &Cluster, req: Request<Incoming>) -> Resp {
         (["v1", "heartbeat"], _) => method_not_allowed("POST"),
         (["v1", "nodes"], &Method::GET) | (["nodes"], &Method::GET) => {
             let now = Instant::now();
+            let loads = cluster.load.snapshot();
             let nodes: Vec<_> = cluster
                 .nodes
                 .all()
                 .iter()
-                .map(|c| node_view(c, now))
+                .map(|c| node_view_with_load(c, &loads, now))
                 .collect();
             ok(&json!({ "nodes": nodes }))
         }
         (["v1", "nodes", id], &Method::GET) => match cluster.nodes.get(id) {
-            Some(cell) => ok(&node_view(&cell, Instant::now())),
+            Some(cell) => ok(&node_view_with_load(
+                &cell,
+                &cluster.load.snapshot(),
+                Instant::now(),
+            )),
             None => error(ErrorCode::NotFound, format!("no node {id:?}")),
         },
         (["v1", "nodes", id], &Method::DELETE) => {
             let force = query_flag(&req, "force");
-            admin(cluster, &req, async {
+            let allow_data_loss = query_flag(&req, "allow_data_loss");
+            admin(async {
                 cluster
-                    .remove_node(id, force)
+                    .remove_node(id, force, allow_data_loss)
                     .await
                     .map(|()| json!({"removed": id}))
             })
@@ -97,21 +121,26 @@ async fn route(cluster: &Cluster, req: Request<Incoming>) -> Resp {
         }
         (["v1", "nodes", id, action @ ("drain" | "undrain")], &Method::POST) => {
             let drain = *action == "drain";
-            admin(cluster, &req, async {
+            admin(async {
                 let state = cluster.set_drain(id, drain).await?;
                 Ok(json!({ "node": id, "state": state }))
             })
             .await
         }
-        (["v1", "cluster"], &Method::GET) => ok(&cluster_view(cluster, Instant::now())),
+        (["v1", "cluster"], &Method::GET) => super::leader::cluster(cluster).await,
+        (["v1", "leader"], &Method::GET) => super::leader::leader(cluster),
+        (["v1", "internal", "shards", id, "evict"], &Method::POST) => {
+            let id = id.to_string();
+            match read_body(req, 64 * 1024).await {
+                Ok(body) => super::leader::evict(cluster, &id, &body).await,
+                Err(resp) => resp,
+            }
+        }
         (["v1", "data"], &Method::GET) => super::data::list(cluster, &req).await,
         (["v1", "shards"], &Method::GET) => super::shards::list(cluster).await,
         (["shards"], &Method::GET) => super::shards::list_torua(cluster),
         (["v1", "shards", id], &Method::GET) => super::shards::get(cluster, id).await,
         (["v1", "shards", id], &Method::PUT) => {
-            if let Some(denied) = check_admin(cluster, &req) {
-                return denied;
-            }
             let id = id.to_string();
             match read_body(req, 64 * 1024).await {
                 Ok(body) => super::shards::assign(cluster, &id, &body).await,
@@ -119,21 +148,37 @@ async fn route(cluster: &Cluster, req: Request<Incoming>) -> Resp {
             }
         }
         (["v1", "rebalance"], &Method::POST) => {
-            if let Some(denied) = check_admin(cluster, &req) {
-                return denied;
-            }
             let unfreeze = query_flag(&req, "unfreeze");
-            cluster.mover.request_rebalance(unfreeze);
+            cluster.moves.request_rebalance(unfreeze);
             ok(&json!({ "rebalance": "requested", "unfreeze": unfreeze }))
         }
+        (["ui", rest @ ..], m) => super::ui::serve(m, rest),
         (["v1", "moves"], &Method::GET) => {
-            let (in_flight, recent) = cluster.mover.moves();
+            let (in_flight, recent) = cluster.moves.moves();
             ok(
-                &json!({ "frozen": cluster.mover.frozen(), "in_flight": in_flight, "recent": recent }),
+                &json!({ "frozen": cluster.moves.frozen(), "in_flight": in_flight, "recent": recent }),
             )
         }
-        _ => error(ErrorCode::NotFound, format!("no route for {method} {path}")),
+        _ => match allowed_methods(segs.as_slice()) {
+            Some(allowed) => method_not_allowed(allowed),
+            None => error(ErrorCode::NotFound, format!("no route for {method} {path}")),
+        },
     }
+}
+
+/// The methods a known path takes, for the 405 answer to any other one.
+fn allowed_methods(segs: &[&str]) -> Option<&'static str> {
+    Some(match segs {
+        ["livez"] | ["readyz"] | ["health"] | ["metrics"] => "GET",
+        ["v1", "nodes"] | ["nodes"] | ["v1", "cluster"] | ["v1", "leader"] => "GET",
+        ["v1", "data"] | ["v1", "shards"] | ["shards"] | ["v1", "moves"] => "GET",
+        ["v1", "nodes", _] => "GET, DELETE",
+        ["v1", "nodes", _, "drain" | "undrain"] => "POST",
+        ["v1", "shards", _] => "GET, PUT",
+        ["v1", "rebalance"] => "POST",
+        ["v1", "internal", "shards", _, "evict"] => "POST",
+        _ => return None,
+    })
 }
 
 /// Renders on the blocking pool: at 10,000 nodes a scrape is ~100,000 series, which
@@ -142,6 +187,7 @@ async fn metrics(cluster: Arc<Cluster>) -> Resp {
     let rendered = tokio::task::spawn_blocking(move || {
         cluster.metrics.render(
             &cluster.nodes,
+            &cluster.shards.client.reach,
             &cluster.shards.stats(|n| cluster.nodes.is_down(n)),
             Instant::now(),
         )
@@ -204,78 +250,46 @@ async fn heartbeat(cluster: &Cluster, req: Request<Incoming>) -> Resp {
             .metrics
             .heartbeat_handle_seconds
             .observe(started.elapsed().as_secs_f64());
-        resp
+        with_nonce(cluster, resp)
     };
     tracing::Instrument::instrument(handle, span).await
 }
 
-/// Reads at most `limit` bytes; a larger body is refused without buffering it.
-pub(super) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> {
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
-            // Read (and drop) a modestly oversized body first: most clients only
-            // read the answer once they have sent everything, and would otherwise see
-            // a broken pipe instead of the 413.
-            if len <= 2 * limit as u64 + (1 << 20) {
-                let mut body = req.into_body();
-                while let Some(Ok(_)) = body.frame().await {}
-            }
-            return Err(error(
-                ErrorCode::TooLarge,
-                format!("body is {len} bytes, the limit is {limit}"),
-            ));
-        }
-    }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
-            ErrorCode::TooLarge,
-            format!("body exceeds the limit of {limit} bytes"),
-        )),
-        Err(e) => Err(error(
-            ErrorCode::Malformed,
-            format!("could not read the body: {e}"),
-        )),
-    }
-}
-
-/// The refusal to send when an admin token is configured and not presented.
-pub(super) fn check_admin(cluster: &Cluster, req: &Request<Incoming>) -> Option<Resp> {
-    let token = cluster.admin_token.as_ref()?;
+/// `401 unauthorized` (with `WWW-Authenticate`, RFC 6750) when the route needs a
+/// scope whose token is configured and the request does not carry it (`auth.rs`).
+fn unauthorized(cluster: &Cluster, req: &Request<Incoming>) -> Option<Resp> {
+    let scope = crate::auth::scope_of(req.method(), req.uri().path())?;
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if crate::secrets::token_matches(given, token) {
-        None
-    } else {
-        Some(error(
-            ErrorCode::Unauthorized,
-            "this route needs `Authorization: Bearer <admin token>`",
-        ))
+        .and_then(|v| v.to_str().ok());
+    if crate::auth::authorize(&cluster.tokens, scope, given) {
+        return None;
     }
+    let mut resp = error(ErrorCode::Unauthorized, crate::auth::refusal(scope));
+    let challenge = match scope {
+        Scope::Admin => r#"Bearer realm="torua", scope="admin""#,
+        Scope::Client => r#"Bearer realm="torua", scope="client""#,
+    };
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static(challenge),
+    );
+    Some(resp)
 }
 
-/// Runs a mutating admin action after checking the bearer token, if one is set.
-async fn admin<F>(cluster: &Cluster, req: &Request<Incoming>, action: F) -> Resp
+/// Runs a mutating admin action (its token was checked before routing).
+async fn admin<F>(action: F) -> Resp
 where
     F: std::future::Future<Output = Result<serde_json::Value, AdminError>>,
 {
-    if let Some(denied) = check_admin(cluster, req) {
-        return denied;
-    }
     match action.await {
         Ok(v) => json(StatusCode::OK, &v),
         Err(AdminError::NotFound(id)) => error(ErrorCode::NotFound, format!("no node {id:?}")),
         Err(e @ AdminError::Store(_)) => error(ErrorCode::Internal, e.to_string()),
-        Err(e @ AdminError::StillHolds { .. }) => error(ErrorCode::Conflict, e.to_string()),
+        Err(e @ (AdminError::StillHolds { .. } | AdminError::WouldLoseData { .. })) => {
+            error(ErrorCode::Conflict, e.to_string())
+        }
     }
 }
 
@@ -285,4 +299,14 @@ fn query_flag<B>(req: &Request<B>, name: &str) -> bool {
         q.split('&')
             .any(|p| p.strip_prefix(name).and_then(|v| v.strip_prefix('=')) == Some("true"))
     })
+}
+
+/// Every heartbeat answer names this process's nonce, for the next heartbeat to
+/// echo (a first contact is refused until it does: `ingest.rs`).
+fn with_nonce(cluster: &Cluster, mut resp: Resp) -> Resp {
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&cluster.nonce) {
+        resp.headers_mut()
+            .insert(torua_protocol::heartbeat::COORDINATOR_NONCE_HEADER, v);
+    }
+    resp
 }

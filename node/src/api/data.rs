@@ -1,26 +1,21 @@
 //! `/v1/data`: fenced reads and versioned writes of one key.
 
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::{Request, Response, StatusCode};
-use serde::Serialize;
+use bytes::Bytes;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode, Uri};
+use torua_protocol::node_api::{decode_key, KeyList, EPOCH_HEADER, SHARD_HEADER, VERSION_HEADER};
 use torua_protocol::ErrorCode;
 
-use super::body::{full, read_bounded, RespBody};
+use super::body::{full, RespBody};
 use super::{empty, json, parse_num, query_param, required_query, ApiError, App};
-use crate::key::decode_key;
-use crate::wire::{Record, MAX_VALUE_BYTES};
-
-pub const SHARD_HEADER: &str = "torua-shard";
-pub const EPOCH_HEADER: &str = "torua-epoch";
-pub const VERSION_HEADER: &str = "torua-version";
+use crate::wire::Record;
 
 fn header<T: std::str::FromStr>(
-    req: &Request<Incoming>,
+    headers: &HeaderMap,
     name: &str,
     display: &str,
 ) -> Result<Option<T>, ApiError> {
-    match req.headers().get(name) {
+    match headers.get(name) {
         None => Ok(None),
         Some(v) => {
             let s = v
@@ -32,11 +27,11 @@ fn header<T: std::str::FromStr>(
 }
 
 fn required<T: std::str::FromStr>(
-    req: &Request<Incoming>,
+    headers: &HeaderMap,
     name: &str,
     display: &str,
 ) -> Result<T, ApiError> {
-    header(req, name, display)?
+    header(headers, name, display)?
         .ok_or_else(|| ApiError::malformed(format!("missing header {display}")))
 }
 
@@ -46,30 +41,32 @@ struct Target {
     epoch: u64,
 }
 
-fn target(raw_key: &str, req: &Request<Incoming>) -> Result<Target, ApiError> {
+fn target(raw_key: &str, headers: &HeaderMap) -> Result<Target, ApiError> {
     let key = decode_key(raw_key).map_err(|e| ApiError::malformed(e.to_string()))?;
     Ok(Target {
         key,
-        shard: required(req, SHARD_HEADER, "Torua-Shard")?,
-        epoch: required(req, EPOCH_HEADER, "Torua-Epoch")?,
+        shard: required(headers, SHARD_HEADER, "Torua-Shard")?,
+        epoch: required(headers, EPOCH_HEADER, "Torua-Epoch")?,
     })
 }
 
 pub async fn get(
     app: &App,
     raw_key: &str,
-    req: &Request<Incoming>,
+    headers: &HeaderMap,
 ) -> Result<Response<RespBody>, ApiError> {
-    let t = target(raw_key, req)?;
+    let t = target(raw_key, headers)?;
     let found = app
         .store
         .get(t.shard, t.epoch, &t.key)
         .map_err(|f| fenced(app, f.into()))?;
-    let Some((value, version)) = found else {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("key {:?} not found", t.key),
-        ));
+    let (Some(value), version) = found else {
+        let mut e = ApiError::new(ErrorCode::NotFound, format!("key {:?} not found", t.key));
+        if found.1 > 0 {
+            // A delete: its version orders it among the key's writes for readers.
+            e = e.with_version(found.1);
+        }
+        return Err(e);
     };
     let mut resp = Response::new(full(value));
     let h = resp.headers_mut();
@@ -81,42 +78,37 @@ pub async fn get(
     Ok(resp)
 }
 
+/// `value` was read (within [`MAX_VALUE_BYTES`](torua_protocol::node_api::MAX_VALUE_BYTES))
+/// before the write is fenced: the call's signature covers it.
 pub async fn put(
     app: &App,
     raw_key: &str,
-    req: Request<Incoming>,
+    headers: &HeaderMap,
+    value: Bytes,
 ) -> Result<Response<RespBody>, ApiError> {
-    let t = target(raw_key, &req)?;
-    let version: u64 = required(&req, VERSION_HEADER, "Torua-Version")?;
-    // Fence before reading the body, so a refused write does not cost 16 MiB.
-    app.store
-        .epoch(t.shard)
-        .map_err(|f| fenced(app, f.into()))
-        .and_then(|current| {
-            crate::store::fence(t.shard, current, t.epoch).map_err(|f| fenced(app, f.into()))
-        })?;
-    let (parts, body) = req.into_parts();
-    let value = read_bounded(&parts.headers, body, MAX_VALUE_BYTES, "value").await?;
+    let t = target(raw_key, headers)?;
+    let version: u64 = required(headers, VERSION_HEADER, "Torua-Version")?;
     write(app, t, version, Some(value)).await
 }
 
 pub async fn delete(
     app: &App,
     raw_key: &str,
-    req: &Request<Incoming>,
+    headers: &HeaderMap,
 ) -> Result<Response<RespBody>, ApiError> {
-    let t = target(raw_key, req)?;
-    let version: u64 = required(req, VERSION_HEADER, "Torua-Version")?;
+    let t = target(raw_key, headers)?;
+    let version: u64 = required(headers, VERSION_HEADER, "Torua-Version")?;
     write(app, t, version, None).await
 }
 
-/// Older and duplicate versions are acknowledged too: the write is idempotent, and
-/// the newer state the node already has is what the coordinator wants.
+/// A duplicate version is acknowledged (the write is idempotent); an older one is
+/// refused as `superseded` with the held version in `Torua-Version`, so the
+/// coordinator retries above it instead of acknowledging a write that is not there.
 async fn write(
     app: &App,
     t: Target,
     version: u64,
-    value: Option<bytes::Bytes>,
+    value: Option<Bytes>,
 ) -> Result<Response<RespBody>, ApiError> {
     let (shard, epoch) = (t.shard, t.epoch);
     let record = Record {
@@ -124,7 +116,7 @@ async fn write(
         version,
         value,
     };
-    app.store_op(move |s| s.write(shard, epoch, vec![record]))
+    app.store_op(move |s| s.write_live(shard, epoch, record))
         .await
         .map_err(|e| fenced(app, e.into()))?;
     Ok(empty(StatusCode::NO_CONTENT))
@@ -135,19 +127,30 @@ fn fenced(app: &App, e: ApiError) -> ApiError {
     e
 }
 
-#[derive(Serialize)]
-struct Keys {
-    keys: Vec<String>,
-}
+/// Most keys one list call returns.
+pub const MAX_LIST_KEYS: usize = 10_000;
 
-/// `GET /v1/data?shard=N&prefix=P`; `Torua-Epoch` is checked when sent.
-pub fn list(app: &App, req: &Request<Incoming>) -> Result<Response<RespBody>, ApiError> {
-    let shard: u32 = required_query(req, "shard")?;
-    let prefix = query_param(req, "prefix")?.unwrap_or_default();
-    let epoch: Option<u64> = header(req, EPOCH_HEADER, "Torua-Epoch")?;
+/// `GET /v1/data?shard=N&prefix=P[&after=K][&limit=L]`: a page of the shard's
+/// live keys under the prefix, after `K`, at most `L` (default and cap
+/// [`MAX_LIST_KEYS`]); `Torua-Epoch` is checked when sent.
+pub fn list(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Response<RespBody>, ApiError> {
+    let shard: u32 = required_query(uri, "shard")?;
+    let prefix = query_param(uri, "prefix")?.unwrap_or_default();
+    let after = query_param(uri, "after")?;
+    let limit = match query_param(uri, "limit")? {
+        None => MAX_LIST_KEYS,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIST_KEYS).contains(l))
+            .ok_or_else(|| {
+                ApiError::malformed(format!("limit must be within 1..={MAX_LIST_KEYS}"))
+            })?,
+    };
+    let epoch: Option<u64> = header(headers, EPOCH_HEADER, "Torua-Epoch")?;
     let keys = app
         .store
-        .keys(shard, epoch, &prefix)
+        .keys_page(shard, epoch, &prefix, after.as_deref(), limit)
         .map_err(|f| fenced(app, f.into()))?;
-    Ok(json(StatusCode::OK, &Keys { keys }))
+    Ok(json(StatusCode::OK, &KeyList { keys }))
 }

@@ -49,6 +49,9 @@ fn run_ok(tool: &Path, args: &[&str]) -> String {
 /// scrape of live processes.
 const KNOWN_METRICS: &[&str] = &[
     // coordinator
+    "torua_node_load",
+    "torua_shard_load",
+    "torua_shards_too_hot",
     "torua_node_state",
     "torua_node_state_changes_total",
     "torua_node_heartbeat_age_seconds",
@@ -68,12 +71,22 @@ const KNOWN_METRICS: &[&str] = &[
     "torua_build_info",
     "torua_cluster_status",
     "torua_nodes",
+    "torua_coordinator_is_leader",
+    "torua_leader_changes_total",
+    "torua_fenced_commits_total",
+    "torua_etcd_request_duration_seconds",
+    "torua_data_hedged_reads_total",
+    "torua_data_write_superseded_total",
+    "torua_node_reachable",
+    "torua_node_call_failures_total",
+    "torua_shard_commit_failures_total",
     // agent
     "torua_agent_check_status",
     "torua_agent_check_duration_seconds",
     "torua_agent_heartbeats_sent_total",
     "torua_agent_heartbeat_rtt_seconds",
     "torua_agent_liveness",
+    "torua_agent_coordinator_switches_total",
     "torua_agent_readiness",
     "torua_agent_build_info",
     // node

@@ -5,7 +5,8 @@
 //! that was never touched, a consistent shard map, and flat coordinator memory
 //! (within each coordinator process's life: a restart resets it).
 //!
-//! `TORUA_SOAK_SECS` (default 150) sets the length; `TORUA_SOAK_SEED` replays a run.
+//! `TORUA_SOAK_SECS` (default 60; the Jepsen-style suite in `jepsen.rs` covers more
+//! faults with a real history checker) sets the length; `TORUA_SOAK_SEED` replays a run.
 //! On failure the fault timeline is printed.
 
 use nix::sys::signal::Signal;
@@ -15,7 +16,8 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 use torua_tests::cluster::{encode_key, shard_holders, Options, TestCluster};
-use torua_tests::{http, try_poll_until};
+use torua_tests::timeline::Timeline;
+use torua_tests::{http, nodecall, try_poll_until};
 
 fn rss_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -28,32 +30,12 @@ fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
-struct Timeline {
-    start: Instant,
-    events: Mutex<Vec<String>>,
-}
-
-impl Timeline {
-    fn log(&self, what: impl Into<String>) {
-        let line = format!(
-            "{:>7.2}s {}",
-            self.start.elapsed().as_secs_f64(),
-            what.into()
-        );
-        eprintln!("chaos: {line}");
-        self.events.lock().unwrap().push(line);
-    }
-    fn dump(&self) -> String {
-        self.events.lock().unwrap().join("\n")
-    }
-}
-
 /// Every holder in the map has the shard at (at least) the map's epoch.
 fn holders_hold_their_shards(c: &TestCluster) -> Result<(), String> {
     let shards = c.shards_json()?;
     for (i, url) in c.node_urls.iter().enumerate() {
         let id = format!("n{}", i + 1);
-        let held = http::get(&format!("{url}/v1/shards"))?.json();
+        let held = nodecall::send(url, &id, "GET", "/v1/shards", &[], b"")?.json();
         for s in &shards {
             if !shard_holders(s).contains(&id) {
                 continue;
@@ -79,7 +61,7 @@ fn chaos_soak_loses_no_acknowledged_write() {
     let secs: u64 = std::env::var("TORUA_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(150);
+        .unwrap_or(60);
     let seed: u64 = std::env::var("TORUA_SOAK_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -90,10 +72,7 @@ fn chaos_soak_loses_no_acknowledged_write() {
                 ^ u64::from(std::process::id())
         });
     let mut rng = fastrand::Rng::with_seed(seed);
-    let timeline = Timeline {
-        start: Instant::now(),
-        events: Mutex::new(Vec::new()),
-    };
+    let timeline = Timeline::default();
     timeline.log(format!(
         "seed {seed} (TORUA_SOAK_SEED={seed} replays this run), {secs}s"
     ));

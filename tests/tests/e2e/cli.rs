@@ -43,7 +43,8 @@ fn status_keygen_and_an_agent_on_a_derived_key() {
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(v["nodes"][0]["id"], "n1");
 
-    // Production mode: the agent holds only its node key, never the cluster secret.
+    // Production mode: the agent (and its node) hold only their node key, never the
+    // cluster secret.
     let out = torua()
         .args(["keygen", "--node", "k1", "--secret-file"])
         .arg(&c.secret_file)
@@ -54,7 +55,22 @@ fn status_keygen_and_an_agent_on_a_derived_key() {
     let key_file = c.dir.path().join("k1.key");
     std::fs::write(&key_file, &key).unwrap();
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let node_url = c.node_urls[0].clone();
+    // k1 gets a node of its own: an address is one live node's only.
+    let node_port = free_port();
+    let node_url = format!("http://127.0.0.1:{node_port}");
+    let node = Proc::start(
+        "node-k1",
+        "torua-node",
+        &[
+            "--listen".into(),
+            format!("127.0.0.1:{node_port}"),
+            "--node-id".into(),
+            "k1".into(),
+            "--key-file".into(),
+            key_file.display().to_string(),
+        ],
+        c.dir.path(),
+    );
     let mut args = c.agent_args("k1", &node_url, free_port(), "1s");
     let i = args
         .iter()
@@ -64,7 +80,15 @@ fn status_keygen_and_an_agent_on_a_derived_key() {
     args[i + 1] = key_file.display().to_string();
     let agent = Proc::start("agent-k1", "torua-agent", &args, c.dir.path());
     c.wait_state("k1", "healthy", Duration::from_secs(15));
+    // Stop its agent (or k1 joins again) and decommission it: forced, as it may hold
+    // copies, and n1 holds an in-sync copy of every shard, so nothing is lost.
     drop(agent);
+    torua()
+        .args(["remove", "k1", "--force", "--coordinator", &c.url])
+        .assert()
+        .success()
+        .stdout("k1: removed\n");
+    drop(node);
 
     // Drain and undrain through the CLI.
     // One node holding shards has nowhere to move them: draining (or drained if no

@@ -4,7 +4,6 @@
 
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
-use torua_protocol::{authorization_header, derive_node_key, sign};
 use torua_tests::cluster::{Options, TestCluster, SECRET};
 use torua_tests::http::{self, metric};
 
@@ -18,7 +17,8 @@ fn now_ms() -> u64 {
 fn body(node: &str, incarnation: u64, seq: u64, sent_at_ms: u64) -> Vec<u8> {
     serde_json::to_vec(
         &json!({ "v": 1, "node_id": node, "incarnation": incarnation, "seq": seq,
-        "sent_at_ms": sent_at_ms, "interval_ms": 1000, "node_addr": "http://127.0.0.1:9",
+        // One address per node: two live nodes may not share one.
+        "sent_at_ms": sent_at_ms, "interval_ms": 1000, "node_addr": format!("http://{node}.invalid:9"),
         "state": "running", "liveness": "pass", "readiness": "pass", "checks": [],
         "metrics": {}, "capacity": {"weight": 1.0} }),
     )
@@ -26,18 +26,7 @@ fn body(node: &str, incarnation: u64, seq: u64, sent_at_ms: u64) -> Vec<u8> {
 }
 
 fn post(c: &TestCluster, auth_node: &str, key_node: &str, body: &[u8]) -> (u16, Value) {
-    let key = derive_node_key(SECRET.as_bytes(), key_node);
-    let auth = authorization_header(auth_node, &sign(&key, body));
-    let r = http::send(
-        "POST",
-        &format!("{}/v1/heartbeat", c.url),
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body,
-    )
-    .unwrap();
+    let r = crate::beat::post(&c.url, SECRET, auth_node, key_node, body);
     (r.status, r.json())
 }
 
@@ -154,7 +143,7 @@ fn hostile_heartbeats_are_refused_counted_and_change_nothing() {
             Box::new(|| {
                 let b = String::from_utf8(body("probe", inc, 63, now_ms()))
                     .unwrap()
-                    .replace("http://127.0.0.1:9", "file:///etc/passwd");
+                    .replace("http://probe.invalid:9", "file:///etc/passwd");
                 post(&c, "probe", "probe", b.as_bytes())
             }),
         ),

@@ -6,6 +6,7 @@
 //! cluster unchanged. docs/security.md lists them.
 
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use torua_protocol::{authorization_header, derive_node_key, sign};
-use torua_tests::cluster::{Options, TestCluster, SECRET};
+use torua_tests::cluster::{ClusterState, Options, TestCluster, SECRET};
 use torua_tests::http::{self, metric};
 use torua_tests::poll_until;
 use torua_tests::proc::{bin, free_port, Proc};
@@ -30,24 +31,15 @@ fn now_ms() -> u64 {
 
 fn hb(node: &str, incarnation: u64, seq: u64) -> Value {
     json!({ "v": 1, "node_id": node, "incarnation": incarnation, "seq": seq,
-        "sent_at_ms": now_ms(), "interval_ms": 1000, "node_addr": "http://127.0.0.1:9",
+        // One address per node: two live nodes may not share one.
+        "sent_at_ms": now_ms(), "interval_ms": 1000, "node_addr": format!("http://{node}.invalid:9"),
         "state": "running", "liveness": "pass", "readiness": "pass", "checks": [],
         "metrics": {}, "capacity": {"weight": 1.0} })
 }
 
 /// POSTs `body` as a heartbeat from `node`, signed with `node`'s key under `secret`.
 fn post_signed(url: &str, secret: &str, node: &str, body: &[u8]) -> (u16, Value) {
-    let auth = authorization_header(node, &sign(&derive_node_key(secret.as_bytes(), node), body));
-    let r = http::send(
-        "POST",
-        &format!("{url}/v1/heartbeat"),
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body,
-    )
-    .unwrap();
+    let r = crate::beat::post(url, secret, node, node, body);
     (r.status, r.json())
 }
 
@@ -228,9 +220,7 @@ fn bad_heartbeat_bodies_are_refused_counted_and_change_nothing() {
     let metrics: serde_json::Map<String, Value> =
         (0..129).map(|i| (format!("m{i}"), json!(1.0))).collect();
     let good = String::from_utf8(mutate(&|_| {})).unwrap();
-    let mut invalid_utf8 = good
-        .replace("http://127.0.0.1:9", "http://127.0.0.1:9XX")
-        .into_bytes();
+    let mut invalid_utf8 = good.replace(".invalid:9", ".invalid:9XX").into_bytes();
     let at = invalid_utf8.windows(2).position(|w| w == b"XX").unwrap();
     invalid_utf8[at..at + 2].copy_from_slice(&[0xC3, 0x28]);
 
@@ -578,6 +568,8 @@ fn data_keys_values_and_the_admin_token() {
                 "--shards".into(),
                 "8".into(),
             ],
+            // On disk, so a key used as a path would make a file somewhere.
+            node_data_dirs: true,
             ..Default::default()
         },
         Arc::new(|name| {
@@ -612,7 +604,19 @@ fn data_keys_values_and_the_admin_token() {
     let r = http::send("PUT", &format!("{}/v1/data/%FF%FE", c.url), &[], b"v").unwrap();
     assert_eq!(r.status, 400, "invalid UTF-8 key: {}", r.text());
 
-    // Path-traversal-looking keys are opaque keys: stored and read back as such.
+    // Path-traversal-looking keys are opaque keys: stored and read back as such, and
+    // no file is made for them. Each node's data dir is <dir>/nodes/<id>/data, so a
+    // node that joined a key to it would write `../escaped` to <dir>/nodes/<id>,
+    // `../../../escaped` to <dir> itself, `./x` and `a/../b` into the data dir, and
+    // (if it made the directories) `../../etc/passwd` under <dir>/nodes: every one of
+    // them inside <dir>, where no file may appear but the node's own layout
+    // (`assignments.json`, `shard-<n>.log`). Checked once by making the node also
+    // write each value to `data_dir.join(key)`, ignoring errors: the check then
+    // listed <dir>/escaped, nodes/<id>/escaped, and data/x and `data/..\..\win` in
+    // each data dir. (A path resolved against the working directory is not covered:
+    // the processes run in the test's.)
+    let files_before = files_under(c.dir.path());
+    let mut written: Vec<(String, Vec<u8>)> = Vec::new();
     for key in [
         "../../etc/passwd",
         "..",
@@ -620,6 +624,8 @@ fn data_keys_values_and_the_admin_token() {
         "./x",
         "..\\..\\win",
         "%2e%2e/literal",
+        "../escaped",
+        "../../../escaped",
     ] {
         let value = format!("value of {key}");
         c.put(key, value.as_bytes()).unwrap();
@@ -628,6 +634,7 @@ fn data_keys_values_and_the_admin_token() {
             Some(value.as_bytes()),
             "{key}"
         );
+        written.push((key.into(), value.into_bytes()));
     }
     let r = http::get(&format!("{}/v1/data?prefix=..", c.url))
         .unwrap()
@@ -638,14 +645,44 @@ fn data_keys_values_and_the_admin_token() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(keys, ["..", "../../etc/passwd", "..\\..\\win"], "{r}");
+    assert_eq!(
+        keys,
+        [
+            "..",
+            "../../../escaped",
+            "../../etc/passwd",
+            "../escaped",
+            "..\\..\\win"
+        ],
+        "{r}"
+    );
     // Percent-encoded dots decode to the same key.
     let r = http::get(&format!("{}/v1/data/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", c.url)).unwrap();
     assert_eq!(r.body, b"value of ../../etc/passwd");
+    let data_dirs: Vec<PathBuf> = ["n1", "n2"]
+        .iter()
+        .map(|id| c.node_data_dir(id).unwrap())
+        .collect();
+    let new_files: Vec<PathBuf> = files_under(c.dir.path())
+        .difference(&files_before)
+        .filter(|f| !is_node_data_file(f, &data_dirs))
+        .cloned()
+        .collect();
     assert!(
-        find_file(c.dir.path(), "passwd").is_none(),
-        "a key touched the filesystem"
+        new_files.is_empty(),
+        "keys touched the filesystem: {new_files:?}"
     );
+    // The check looks where the data is: the nodes did write their logs there.
+    for dir in &data_dirs {
+        assert!(
+            files_under(dir)
+                .iter()
+                .any(|f| is_node_data_file(f, &data_dirs)
+                    && std::fs::metadata(f).is_ok_and(|m| m.len() > 0)),
+            "no shard log in {}",
+            dir.display()
+        );
+    }
 
     // A value over 16 MiB: 413, counted, not stored.
     let before = http_errors(&c.url, "data", "too_large");
@@ -664,7 +701,9 @@ fn data_keys_values_and_the_admin_token() {
     );
     assert_eq!(http_errors(&c.url, "data", "too_large"), before + 1.0);
     assert_eq!(c.get("big").unwrap(), None);
-    c.put("at-limit", &vec![b'y'; 16 * 1024 * 1024]).unwrap();
+    let at_limit = vec![b'y'; 16 * 1024 * 1024];
+    c.put("at-limit", &at_limit).unwrap();
+    written.push(("at-limit".into(), at_limit));
 
     // Mutating admin routes: 401 without or with a wrong token, 200 with the right one.
     let routes: [(&str, String, &[u8]); 5] = [
@@ -676,9 +715,12 @@ fn data_keys_values_and_the_admin_token() {
     ];
     let wrong = format!("Bearer {}", TOKEN.replace('7', "8"));
     let right = format!("Bearer {TOKEN}");
+    // Every refused call first, on a settled cluster, so nothing else moves meanwhile.
+    c.wait_all("healthy", Duration::from_secs(20));
+    c.wait_green(Duration::from_secs(30));
+    let state_before = c.state().unwrap();
     for (method, path, body) in &routes {
         let url = format!("{}{path}", c.url);
-        let drain_before = c.node("n1").unwrap()["admin_drain"].clone();
         for headers in [
             vec![],
             vec![("authorization", wrong.as_str())],
@@ -695,10 +737,21 @@ fn data_keys_values_and_the_admin_token() {
             assert_eq!(http_errors(&c.url, "admin", "unauthorized"), before + 1.0);
         }
         assert_eq!(
-            c.node("n1").unwrap()["admin_drain"],
-            drain_before,
-            "a refused call changed nothing"
+            c.state().unwrap(),
+            state_before,
+            "a refused {method} {path} changed the nodes or the shard map"
         );
+    }
+    for (key, value) in &written {
+        let got = c.get(key).unwrap();
+        assert!(
+            got.as_deref() == Some(value.as_slice()),
+            "{key} changed after the refused admin calls: {:?} bytes",
+            got.map(|v| v.len())
+        );
+    }
+    for (method, path, body) in &routes {
+        let url = format!("{}{path}", c.url);
         let r = http::send(method, &url, &[("authorization", right.as_str())], body).unwrap();
         assert_eq!(r.status, 200, "{method} {path}: {}", r.text());
     }
@@ -722,19 +775,29 @@ fn data_keys_values_and_the_admin_token() {
     assert_no_secrets(&c.url, &c.coord.log_text());
 }
 
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut files = BTreeSet::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
-        if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
         if p.is_dir() {
-            if let Some(f) = find_file(&p, name) {
-                return Some(f);
-            }
+            files.extend(files_under(&p));
+        } else {
+            files.insert(p);
         }
     }
-    None
+    files
+}
+
+/// A file of a node's `--data-dir` layout (docs/node.md), directly in one of `dirs`.
+fn is_node_data_file(f: &Path, dirs: &[PathBuf]) -> bool {
+    let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let shard_log = name
+        .strip_prefix("shard-")
+        .and_then(|n| n.strip_suffix(".log"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    f.parent().is_some_and(|p| dirs.iter().any(|d| d == p))
+        && (shard_log || name == "assignments.json" || name == "assignments.json.tmp")
 }
 
 #[test]
@@ -807,4 +870,104 @@ fn secret_rotation_accepts_current_and_previous_until_removed() {
     assert_eq!(send(SECRET, "old-keyed", 2).0, 200);
     assert_ready(&c.url);
     assert_no_secrets(&c.url, &c.proc.log_text());
+}
+
+/// A recorded heartbeat replayed after a coordinator restart: the restarted process
+/// has lost the node's last `seq`, so only "nothing signed before this coordinator
+/// started" (SPEC §2, protocol/src/replay.rs) stands between the replay and its
+/// acceptance. The identical bytes and header are sent before and after a SIGKILL and
+/// restart on the same data dir.
+#[test]
+fn a_heartbeat_captured_before_a_coordinator_restart_is_refused_after_it() {
+    let mut c = Coord::start(&[]);
+    let inc = now_ms();
+    let signed = |body: &[u8]| {
+        authorization_header(
+            "probe",
+            &sign(&derive_node_key(SECRET.as_bytes(), "probe"), body),
+        )
+    };
+    // First contact is challenged; the answer names the nonce to echo.
+    let first = serde_json::to_vec(&hb("probe", inc, 1)).unwrap();
+    let r = http::send(
+        "POST",
+        &format!("{}/v1/heartbeat", c.url),
+        &[
+            ("authorization", &signed(&first)),
+            ("content-type", "application/json"),
+        ],
+        &first,
+    )
+    .unwrap();
+    assert_eq!(r.status, 409, "{}", r.text());
+    let nonce = r
+        .header(torua_protocol::heartbeat::COORDINATOR_NONCE_HEADER)
+        .expect("a challenge carries the nonce");
+    assert_eq!(hb_counter(&c.url, "challenge"), 1.0);
+    let mut captured = hb("probe", inc, 1);
+    captured["coordinator_nonce"] = json!(nonce);
+    let body = serde_json::to_vec(&captured).unwrap();
+    let auth = signed(&body);
+    let replay = |url: &str| {
+        let r = http::send(
+            "POST",
+            &format!("{url}/v1/heartbeat"),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            &body,
+        )
+        .unwrap();
+        (r.status, r.json())
+    };
+    let (status, ack) = replay(&c.url);
+    assert_eq!(status, 200, "{ack}");
+    // An auto-join is committed in the background; a drain is answered once durable,
+    // so the record is on disk before the kill.
+    let r = http::send("POST", &format!("{}/v1/nodes/probe/drain", c.url), &[], b"").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    c.restart_with(&[]); // SIGKILL, then the same flags, port and data dir
+    let restarted = ClusterState::read(&c.url).unwrap();
+    let nodes = &restarted.nodes;
+    assert_eq!(nodes.len(), 1, "{restarted:?}");
+    assert_eq!(
+        (
+            &nodes[0]["id"],
+            &nodes[0]["state"],
+            &nodes[0]["admin_drain"]
+        ),
+        (&json!("probe"), &json!("unknown"), &json!(true)),
+        "the record came back from disk, not yet heard from: {restarted:?}"
+    );
+    assert_eq!(nodes[0]["incarnation"], inc, "{restarted:?}");
+
+    let (challenged, ok) = (hb_counter(&c.url, "challenge"), hb_counter(&c.url, "ok"));
+    let (status, err) = replay(&c.url);
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("stale")),
+        "{err}"
+    );
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("since it started"),
+        "refused by the restarted process's nonce, not by a clock: {err}"
+    );
+    assert_eq!(hb_counter(&c.url, "challenge"), challenged + 1.0);
+    assert_eq!(hb_counter(&c.url, "ok"), ok);
+    assert_eq!(ClusterState::read(&c.url).unwrap(), restarted);
+
+    // Not vacuous: the same incarnation and seq, echoing the new nonce, is
+    // accepted, since the restarted coordinator does not remember seq 1.
+    let (status, ack) = post_signed(
+        &c.url,
+        SECRET,
+        "probe",
+        &serde_json::to_vec(&hb("probe", inc, 1)).unwrap(),
+    );
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(hb_counter(&c.url, "ok"), ok + 1.0);
+    assert_ready(&c.url);
 }

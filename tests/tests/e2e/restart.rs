@@ -1,6 +1,7 @@
 //! The registry survives a SIGKILL of the coordinator: restarted on the same data
-//! dir it lists every node as `unknown` until they report, keeps operator drains,
-//! and refuses heartbeats signed before the restart.
+//! dir it lists every node as `unknown` until they report and keeps operator drains.
+//! (A heartbeat signed before the restart and replayed after it is refused:
+//! `hostile::a_heartbeat_captured_before_a_coordinator_restart_is_refused_after_it`.)
 
 use std::time::Duration;
 use torua_tests::cluster::{Options, TestCluster};

@@ -8,7 +8,9 @@ use torua_tests::cluster::{Options, TestCluster};
 use torua_tests::otlp::{Receiver, Span};
 use torua_tests::poll_until;
 
-/// An agent's `heartbeat.send` and the coordinator's `heartbeat.receive` it caused.
+/// An agent's `heartbeat.send` and the coordinator's `heartbeat.receive` it caused,
+/// for an accepted heartbeat (an agent's first contact is a challenge, answered by
+/// the next one).
 fn linked_pair(spans: &[Span]) -> Option<(Span, Span)> {
     spans
         .iter()
@@ -19,6 +21,7 @@ fn linked_pair(spans: &[Span]) -> Option<(Span, Span)> {
                     && r.service == "e2e-coordinator"
                     && r.trace_id == send.trace_id
                     && r.parent_span_id == send.span_id
+                    && r.attributes.get("result").map(String::as_str) == Some("ok")
             })?;
             Some((send.clone(), receive.clone()))
         })

@@ -2,6 +2,7 @@
 //! who must acknowledge a write, is it under-replicated or unavailable.
 
 use serde::{Deserialize, Serialize};
+use torua_protocol::node_api::Role;
 
 /// One copy of a shard beyond the primary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +25,10 @@ pub struct ShardRecord {
     /// Operator pin (`PUT /v1/shards/{id}`): the holders placement must converge to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<Vec<String>>,
+    /// The load balancer's choice of holders (primary first), followed like a pin
+    /// while every node in it is eligible; an operator's pin wins over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_placed: Option<Vec<String>>,
     /// True once the shard has ever had holders: an empty holder list then means the
     /// data is unavailable, not that the shard is new.
     #[serde(default)]
@@ -47,6 +52,7 @@ impl ShardRecord {
             primary: None,
             replicas: Vec::new(),
             pinned: None,
+            load_placed: None,
             assigned: false,
         }
     }
@@ -73,11 +79,11 @@ impl ShardRecord {
         self.primary.as_deref() == Some(node) || self.replicas.iter().any(|r| r.node == node)
     }
 
-    pub fn role_of(&self, node: &str) -> Option<&'static str> {
+    pub fn role_of(&self, node: &str) -> Option<Role> {
         if self.primary.as_deref() == Some(node) {
-            Some("primary")
+            Some(Role::Primary)
         } else if self.replicas.iter().any(|r| r.node == node) {
-            Some("replica")
+            Some(Role::Replica)
         } else {
             None
         }
@@ -148,30 +154,40 @@ impl ShardRecord {
     }
 }
 
+/// Test shorthand for a record: `"a b c*"` is primary `a`, in-sync replica `b`, copy
+/// in progress `c` (`*`); `"-"` has no primary. Assigned if it names any holder.
+#[cfg(test)]
+pub(crate) fn holders(id: u32, epoch: u64, spec: &str) -> ShardRecord {
+    let mut it = spec.split_whitespace();
+    let primary = it.next().filter(|p| *p != "-").map(str::to_owned);
+    let replicas: Vec<Replica> = it
+        .map(|r| Replica {
+            node: r.trim_end_matches('*').to_owned(),
+            in_sync: !r.ends_with('*'),
+        })
+        .collect();
+    ShardRecord {
+        id,
+        epoch,
+        assigned: primary.is_some() || !replicas.is_empty(),
+        primary,
+        replicas,
+        pinned: None,
+        load_placed: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rec(primary: &str, replicas: &[(&str, bool)]) -> ShardRecord {
-        ShardRecord {
-            id: 0,
-            epoch: 1,
-            primary: Some(primary.into()),
-            replicas: replicas
-                .iter()
-                .map(|(n, s)| Replica {
-                    node: n.to_string(),
-                    in_sync: *s,
-                })
-                .collect(),
-            pinned: None,
-            assigned: true,
-        }
+    fn rec(spec: &str) -> ShardRecord {
+        holders(0, 1, spec)
     }
 
     #[test]
     fn removing_the_primary_promotes_an_in_sync_replica() {
-        let mut r = rec("a", &[("b", false), ("c", true)]);
+        let mut r = rec("a b* c");
         assert!(r.remove("a", &[]));
         assert_eq!(r.primary.as_deref(), Some("c"), "never a copy in progress");
         assert_eq!(
@@ -182,11 +198,11 @@ mod tests {
             }]
         );
 
-        let mut r = rec("a", &[("b", true), ("c", true)]);
+        let mut r = rec("a b c");
         r.remove("a", &["c".to_string()]);
         assert_eq!(r.primary.as_deref(), Some("c"), "preference order wins");
 
-        let mut r = rec("a", &[("b", false)]);
+        let mut r = rec("a b*");
         assert!(!r.remove("a", &[]));
         assert_eq!(r.primary, None);
         assert_eq!(r.health(2, |_| false), ShardHealth::Unavailable);
@@ -194,7 +210,7 @@ mod tests {
 
     #[test]
     fn health_and_sets() {
-        let r = rec("a", &[("b", true), ("c", false)]);
+        let r = rec("a b c*");
         assert_eq!(r.in_sync().collect::<Vec<_>>(), vec!["a", "b"]);
         assert_eq!(r.write_set().count(), 3);
         assert_eq!(r.health(2, |_| false), ShardHealth::Ok);
@@ -209,11 +225,11 @@ mod tests {
             ShardRecord::new(1).health(2, |_| false),
             ShardHealth::UnderReplicated
         );
-        let mut r = rec("a", &[("b", true)]);
+        let mut r = rec("a b");
         r.make_primary("b");
         assert_eq!(
             (r.primary.as_deref(), r.role_of("a")),
-            (Some("b"), Some("replica"))
+            (Some("b"), Some(Role::Replica))
         );
     }
 }

@@ -1,61 +1,28 @@
-//! Durable coordinator state in an embedded database (redb): the node registry and
-//! cluster metadata. A restart on the same `--data-dir` loses nothing that was
-//! committed.
+//! The default backend, for one coordinator: an embedded database (redb) under
+//! `--data-dir`. A restart on the same directory loses nothing that was committed.
+//! Its calls block (fsync), so the [`StateStore`] side runs them on the blocking pool.
 
+use super::{decode, ClusterMeta, NodeRecord, StateStore, StoreError};
+use crate::shards::record::ShardRecord;
+use futures_util::future::BoxFuture;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
-use thiserror::Error;
-use torua_protocol::Capacity;
-
-pub use crate::shardmap::ShardRecord;
+use std::sync::Arc;
 
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SHARDS: TableDefinition<u32, &[u8]> = TableDefinition::new("shards");
 
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Db(String),
-    #[error("corrupt record `{key}`: {message}")]
-    Corrupt { key: String, message: String },
-}
-
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
-/// What the coordinator remembers about a node across restarts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    pub addr: String,
-    /// Floor for replay protection: the highest incarnation ever accepted.
-    pub incarnation: u64,
-    #[serde(default)]
-    pub admin_drain: bool,
-    #[serde(default)]
-    pub leaving: bool,
-    #[serde(default)]
-    pub capacity: Capacity,
-    pub first_seen_ms: u64,
-}
-
-/// Cluster identity and shard layout, written once at creation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClusterMeta {
-    pub cluster_id: String,
-    pub created_ms: u64,
-    pub shards: u32,
-    pub replication_factor: u32,
-}
-
-pub struct Store {
+pub struct RedbStore {
     db: Database,
 }
 
-impl Store {
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+impl RedbStore {
+    pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Db(format!("create {}: {e}", dir.display())))?;
         let db = Database::create(dir.join("coordinator.redb")).map_err(db_err)?;
@@ -64,7 +31,7 @@ impl Store {
         tx.open_table(META).map_err(db_err)?;
         tx.open_table(SHARDS).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
-        Ok(Store { db })
+        Ok(RedbStore { db })
     }
 
     /// Returns the cluster metadata, creating it on first start.
@@ -100,6 +67,28 @@ impl Store {
         Ok(meta)
     }
 
+    /// Bumps and commits the coordinator's term (the high bits of write versions);
+    /// returns the new one. Called once per start, before anything is written, so
+    /// every term is used by one coordinator process only.
+    pub fn next_term(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        let term = {
+            let mut t = tx.open_table(META).map_err(db_err)?;
+            let last = t
+                .get("term")
+                .map_err(db_err)?
+                .map(|v| decode::<u64>("term", v.value()))
+                .transpose()?
+                .unwrap_or(0);
+            let term = last + 1;
+            t.insert("term", serde_json::to_vec(&term).unwrap().as_slice())
+                .map_err(db_err)?;
+            term
+        };
+        tx.commit().map_err(db_err)?;
+        Ok(term)
+    }
+
     pub fn load_nodes(&self) -> Result<Vec<(String, NodeRecord)>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(NODES).map_err(db_err)?;
@@ -132,7 +121,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl RedbStore {
     pub fn load_shards(&self) -> Result<Vec<ShardRecord>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(SHARDS).map_err(db_err)?;
@@ -159,16 +148,63 @@ impl Store {
     }
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: key.to_string(),
-        message: e.to_string(),
-    })
+/// Runs a blocking store call off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Db(format!("store task: {e}")))?
+}
+
+/// The redb store as a [`StateStore`]: always the sole authority, so nothing is
+/// fenced.
+pub struct Redb(pub Arc<RedbStore>);
+
+impl StateStore for Redb {
+    fn cluster_meta(
+        &self,
+        now_ms: u64,
+        shards: u32,
+        rf: u32,
+    ) -> BoxFuture<'_, Result<ClusterMeta, StoreError>> {
+        let db = self.0.clone();
+        Box::pin(blocking(move || db.cluster_meta(now_ms, shards, rf)))
+    }
+
+    fn next_term(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let db = self.0.clone();
+        Box::pin(blocking(move || db.next_term()))
+    }
+
+    fn load_nodes(&self) -> BoxFuture<'_, Result<Vec<(String, NodeRecord)>, StoreError>> {
+        let db = self.0.clone();
+        Box::pin(blocking(move || db.load_nodes()))
+    }
+
+    fn put_nodes(
+        &self,
+        batch: Vec<(String, Option<NodeRecord>)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let db = self.0.clone();
+        Box::pin(blocking(move || db.put_nodes(&batch)))
+    }
+
+    fn load_shards(&self) -> BoxFuture<'_, Result<Vec<ShardRecord>, StoreError>> {
+        let db = self.0.clone();
+        Box::pin(blocking(move || db.load_shards()))
+    }
+
+    fn put_shards(&self, records: Vec<ShardRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let db = self.0.clone();
+        Box::pin(blocking(move || db.put_shards(&records)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use torua_protocol::Capacity;
 
     #[test]
     fn survives_reopen() {
@@ -182,7 +218,7 @@ mod tests {
             first_seen_ms: 1,
         };
         let id = {
-            let s = Store::open(dir.path()).unwrap();
+            let s = RedbStore::open(dir.path()).unwrap();
             s.put_nodes(&[
                 ("n1".into(), Some(rec.clone())),
                 ("n2".into(), Some(rec.clone())),
@@ -191,9 +227,20 @@ mod tests {
             s.put_nodes(&[("n2".into(), None)]).unwrap();
             s.cluster_meta(5, 64, 2).unwrap().cluster_id
         };
-        let s = Store::open(dir.path()).unwrap();
+        let s = RedbStore::open(dir.path()).unwrap();
         assert_eq!(s.load_nodes().unwrap(), vec![("n1".to_string(), rec)]);
         let meta = s.cluster_meta(99, 8, 3).unwrap();
         assert_eq!((meta.cluster_id, meta.created_ms, meta.shards), (id, 5, 64));
+    }
+
+    #[test]
+    fn every_start_gets_a_new_term_that_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RedbStore::open(dir.path()).unwrap().next_term().unwrap();
+        let second = RedbStore::open(dir.path()).unwrap().next_term().unwrap();
+        let s = RedbStore::open(dir.path()).unwrap();
+        let third = s.next_term().unwrap();
+        assert_eq!((first, second, third), (1, 2, 3));
+        assert_eq!(s.next_term().unwrap(), 4);
     }
 }

@@ -7,16 +7,35 @@
 //! **Architecture Invariant:** a change is committed to the store, then pushed to the
 //! nodes, then made visible to requests — never in another order.
 
-use crate::nodeclient::NodeClient;
-use crate::reconcile::ShardStats;
+use super::inflight::InFlight;
+use super::record::ShardRecord;
+use super::stats::{count_holdings, Holdings, ShardStats};
+use super::versions::Versions;
+use crate::nodeclient::{NodeClient, To};
 use crate::registry::Registry;
-use crate::shardmap::{ShardHealth, ShardRecord};
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 use futures_util::future::join_all;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use thiserror::Error;
 use tokio::sync::{RwLock, RwLockReadGuard};
+use torua_protocol::node_api::Role;
+
+/// Why a shard change did not happen. The map is then as it was: the published
+/// record, the store and the nodes all still agree on the old epoch.
+#[derive(Debug, Error)]
+pub enum ShardError {
+    #[error("shard {shard}: committing epoch {epoch} failed: {source}")]
+    Store {
+        shard: u32,
+        epoch: u64,
+        #[source]
+        source: StoreError,
+    },
+    #[error("shard {shard}: the change task ended early: {message}")]
+    Task { shard: u32, message: String },
+}
 
 pub struct Slot {
     pub id: u32,
@@ -25,33 +44,59 @@ pub struct Slot {
     /// progress (status, metrics and views must not block on a slow node).
     view: std::sync::Mutex<ShardRecord>,
     /// Set when a live write to a copy in progress failed: that copy must not be
-    /// marked in sync.
-    pub copy_broken: AtomicBool,
+    /// marked in sync. Private: the data path reports failures, the copy asks.
+    copy_broken: AtomicBool,
+    /// Keys with client writes of this coordinator in flight, and what reads of
+    /// them returned meanwhile.
+    pub inflight: InFlight,
+}
+
+impl Slot {
+    /// A live write to this shard's copy in progress failed.
+    pub fn copy_write_failed(&self) {
+        self.copy_broken.store(true, Ordering::Release);
+    }
+
+    /// Starts watching for failed live writes to a copy about to join the write set.
+    pub fn watch_copy(&self) {
+        self.copy_broken.store(false, Ordering::Release);
+    }
+
+    /// The last published record, without waiting for a change in progress.
+    pub fn published(&self) -> ShardRecord {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether every live write to the copy since [`Slot::watch_copy`] reached it.
+    pub fn copy_intact(&self) -> bool {
+        !self.copy_broken.load(Ordering::Acquire)
+    }
 }
 
 pub struct ShardSet {
     pub slots: Vec<Arc<Slot>>,
     pub rf: usize,
-    store: Arc<Store>,
+    store: SharedStore,
     pub client: NodeClient,
-    last_version: AtomicU64,
+    /// Write versions of this coordinator's term.
+    pub versions: Versions,
 }
 
 /// Node id → address, for the holders a change must reach.
 type Addrs = HashMap<String, String>;
 
 impl ShardSet {
-    pub fn load(
-        store: Arc<Store>,
+    /// The live map over `records` (as loaded from `store`; shards without one
+    /// start unassigned).
+    pub fn new(
+        store: SharedStore,
+        records: Vec<ShardRecord>,
         shards: u32,
         rf: usize,
-        now_ms: u64,
-    ) -> Result<ShardSet, StoreError> {
-        let mut records: HashMap<u32, ShardRecord> = store
-            .load_shards()?
-            .into_iter()
-            .map(|r| (r.id, r))
-            .collect();
+        term: u64,
+    ) -> ShardSet {
+        let mut records: HashMap<u32, ShardRecord> =
+            records.into_iter().map(|r| (r.id, r)).collect();
         let slots = (0..shards)
             .map(|id| {
                 let rec = records.remove(&id).unwrap_or_else(|| ShardRecord::new(id));
@@ -60,18 +105,21 @@ impl ShardSet {
                     view: std::sync::Mutex::new(rec.clone()),
                     record: Arc::new(RwLock::new(rec)),
                     copy_broken: AtomicBool::new(false),
+                    inflight: InFlight::default(),
                 })
             })
             .collect();
-        Ok(ShardSet {
+        ShardSet {
             slots,
             rf,
             store,
             client: NodeClient::default(),
-            // Versions order writes to a key across coordinator restarts: start from the
-            // clock (ms << 20 leaves room for a million writes per ms).
-            last_version: AtomicU64::new(now_ms << 20),
-        })
+            versions: Versions::new(term),
+        }
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.store
     }
 
     pub fn slot(&self, id: u32) -> Option<&Arc<Slot>> {
@@ -83,35 +131,8 @@ impl ShardSet {
         &self.slots[id as usize]
     }
 
-    /// A version above every version handed out before, in this process or an
-    /// earlier one (given a clock that does not jump back across a restart).
-    pub fn next_version(&self, now_ms: u64) -> u64 {
-        let floor = now_ms << 20;
-        let prev = self
-            .last_version
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                Some(v.max(floor - 1) + 1)
-            })
-            .expect("closure always returns Some");
-        prev.max(floor - 1) + 1
-    }
-
     pub async fn read(&self, id: u32) -> RwLockReadGuard<'_, ShardRecord> {
         self.slots[id as usize].record.read().await
-    }
-
-    /// Like [`ShardSet::change_checked`], ignoring which holders could not be told.
-    pub async fn change(
-        &self,
-        id: u32,
-        nodes: &Registry,
-        reset: Option<&str>,
-        f: impl FnOnce(&mut ShardRecord),
-    ) -> Result<Option<ShardRecord>, String> {
-        Ok(self
-            .change_checked(id, nodes, reset, f)
-            .await?
-            .map(|(r, _)| r))
     }
 
     /// Applies `f` to a copy of the shard's record; if it changed, bumps the epoch,
@@ -122,13 +143,13 @@ impl ShardSet {
     /// Cancellation-safe: once `f` has run, the commit, push and publish finish in
     /// their own task even if the caller is dropped (say, an HTTP client gave up),
     /// so the store, the nodes and memory never disagree about the epoch.
-    pub async fn change_checked(
+    pub async fn change(
         &self,
         id: u32,
         nodes: &Registry,
         reset: Option<&str>,
         f: impl FnOnce(&mut ShardRecord),
-    ) -> Result<Option<(ShardRecord, Vec<String>)>, String> {
+    ) -> Result<Option<(ShardRecord, Vec<String>)>, ShardError> {
         let slot = self.slots[id as usize].clone();
         let guard = slot.record.clone().write_owned().await;
         let mut next = guard.clone();
@@ -151,17 +172,56 @@ impl ShardSet {
         tokio::spawn(async move {
             let mut guard = guard;
             let commit = next.clone();
-            tokio::task::spawn_blocking(move || store.put_shards(&[commit]))
+            let (shard, epoch) = (next.id, next.epoch);
+            store
+                .put_shards(vec![commit])
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|source| ShardError::Store {
+                    shard,
+                    epoch,
+                    source,
+                })?;
             let failed = push(&client, &next, &addrs, reset.as_deref(), create_all).await;
             *slot.view.lock().unwrap_or_else(|p| p.into_inner()) = next.clone();
             *guard = next.clone();
             Ok(Some((next, failed)))
         })
         .await
-        .map_err(|e| format!("shard change task failed: {e}"))?
+        .map_err(|e| ShardError::Task {
+            shard: id,
+            message: e.to_string(),
+        })?
+    }
+
+    /// Installs a record committed elsewhere (by the leader, seen through etcd) if it
+    /// is newer than the one held; returns whether it was. Waits for in-flight
+    /// writes like any change, so the next write sees the new holders.
+    pub async fn install(&self, rec: ShardRecord) -> bool {
+        let Some(slot) = self.slots.get(rec.id as usize) else {
+            return false;
+        };
+        let mut guard = slot.record.write().await;
+        if rec.epoch <= guard.epoch {
+            return false;
+        }
+        *slot.view.lock().unwrap_or_else(|p| p.into_inner()) = rec.clone();
+        *guard = rec;
+        true
+    }
+
+    /// Waits (up to `within`) until shard `id`'s epoch is above `epoch`: for a
+    /// coordinator whose copy of the map is behind a node's.
+    pub async fn wait_past(&self, id: u32, epoch: u64, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.slots[id as usize].published().epoch > epoch {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// The published records; never waits for a change in progress.
@@ -175,40 +235,39 @@ impl ShardSet {
     /// Per-node counts and shard health, computed from the published records;
     /// copies on nodes that are `down` do not count as available.
     pub fn stats(&self, down: impl Fn(&str) -> bool) -> ShardStats {
-        let mut stats = ShardStats {
-            total: self.slots.len(),
-            ..Default::default()
-        };
-        for r in self.snapshot() {
-            match r.health(self.rf, &down) {
-                ShardHealth::Ok => {}
-                ShardHealth::UnderReplicated => stats.under_replicated += 1,
-                ShardHealth::Unavailable => stats.unavailable += 1,
-            }
-            count_holdings(&r, &mut stats.per_node);
-        }
-        stats
+        ShardStats::of(&self.snapshot(), self.rf, down)
     }
 
     /// (primary, replica) shard counts per holder, without the health part of
     /// [`ShardSet::stats`] and its node lookups.
-    pub fn holdings(&self) -> HashMap<String, (usize, usize)> {
+    pub fn holdings(&self) -> Holdings {
         let mut per_node = HashMap::new();
         for r in self.snapshot() {
             count_holdings(&r, &mut per_node);
         }
         per_node
     }
-}
 
-fn count_holdings(r: &ShardRecord, per_node: &mut HashMap<String, (usize, usize)>) {
-    for (node, _) in r.write_set() {
-        let e = per_node.entry(node.to_string()).or_default();
-        if r.primary.as_deref() == Some(node) {
-            e.0 += 1;
-        } else {
-            e.1 += 1;
-        }
+    /// Pushes `rec`'s current assignment again to holder `node` (no reset): for a
+    /// holder that still has the shard but missed a push while paused or cut off.
+    pub async fn retell(
+        &self,
+        addr: &str,
+        rec: &ShardRecord,
+        node: &str,
+    ) -> Result<(), crate::nodeclient::CallError> {
+        let role = rec.role_of(node).unwrap_or(Role::Replica);
+        self.client
+            .assign(To { node, addr }, rec.id, rec.epoch, role, false)
+            .await
+    }
+
+    /// How many shards `node` holds (copies in progress included).
+    pub fn held_by(&self, node: &str) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.view.lock().unwrap_or_else(|p| p.into_inner()).holds(node))
+            .count()
     }
 }
 
@@ -223,13 +282,17 @@ async fn push(
 ) -> Vec<String> {
     let calls = rec.write_set().map(|(node, _)| {
         let addr = addrs.get(node).cloned();
-        let role = rec.role_of(node).unwrap_or("replica");
+        let role = rec.role_of(node).unwrap_or(Role::Replica);
         let reset = reset_all || reset == Some(node);
         let client = client.clone();
         let (id, epoch, node) = (rec.id, rec.epoch, node.to_string());
         async move {
             let Some(addr) = addr else { return Some(node) };
-            match client.assign(&addr, id, epoch, role, reset).await {
+            let to = To {
+                node: &node,
+                addr: &addr,
+            };
+            match client.assign(to, id, epoch, role, reset).await {
                 Ok(()) => None,
                 Err(e) => {
                     tracing::warn!("shard {id} epoch {epoch}: assigning {node} failed: {e}");
