@@ -277,7 +277,7 @@ impl Cluster {
         epoch: u64,
         failed: &[String],
     ) -> Result<bool, String> {
-        let leader = self.leadership.leader();
+        let leader = self.leadership.leader_within_election().await;
         let rec = self
             .forwarder
             .evict(leader, id, epoch, failed)

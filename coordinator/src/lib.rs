@@ -106,7 +106,7 @@ pub async fn run(
             (db, Arc::new(leader::Leadership::sole(me)), None)
         }
         Some(e) => {
-            let lead = Arc::new(leader::Leadership::shared(me));
+            let lead = Arc::new(leader::Leadership::shared(me, e.lease_ttl));
             let Some(client) = connect_etcd(&e.endpoints, &mut shutdown).await else {
                 return Ok(());
             };

@@ -106,7 +106,7 @@ pub async fn forward(cluster: &Cluster, req: Request<Incoming>) -> Resp {
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let leader = cluster.leadership.leader();
+    let leader = cluster.leadership.leader_within_election().await;
     match cluster
         .forwarder
         .relay(leader, method, &path, &headers, body)
