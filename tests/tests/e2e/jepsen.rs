@@ -325,9 +325,38 @@ impl Faults for Nemesis<'_> {
     }
 }
 
+/// Why holders could not be compared.
+enum Compare {
+    /// The map moved on while reading (a late trim or rebalance): compare again.
+    Moved(String),
+    /// Holders disagree, or a holder failed to answer.
+    Failed(String),
+}
+
+impl From<String> for Compare {
+    fn from(e: String) -> Compare {
+        Compare::Failed(e)
+    }
+}
+
+/// [`compare_replicas`] until it gets through one map without it moving (30 s).
+fn replicas_agree(c: &TestCluster) -> Result<usize, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match compare_replicas(c) {
+            Ok(n) => return Ok(n),
+            Err(Compare::Failed(e)) => return Err(e),
+            Err(Compare::Moved(e)) if Instant::now() >= deadline => {
+                return Err(format!("the map kept moving for 30 s: {e}"))
+            }
+            Err(Compare::Moved(_)) => thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
 /// Reads every key from every in-sync holder of its shard directly (node API) and
 /// compares the holders: after quiescence they must agree on every key.
-fn replicas_agree(c: &TestCluster) -> Result<usize, String> {
+fn compare_replicas(c: &TestCluster) -> Result<usize, Compare> {
     let url_of = |id: &str| -> Option<&String> {
         let i: usize = id.strip_prefix('n')?.parse().ok()?;
         c.node_urls.get(i - 1)
@@ -348,12 +377,18 @@ fn replicas_agree(c: &TestCluster) -> Result<usize, String> {
             let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let path = format!("/v1/data?shard={id}&prefix=");
             let list = nodecall::send(url, &holder, "GET", &path, &h, b"")?;
+            let moved = |status: u16, text: String| {
+                let why = format!("{holder} shard {id} at epoch {epoch}: {status} {text}");
+                // 409: the holder is past the map read above (stale) or has since
+                // dropped the shard (not_held): the map moved on.
+                if status == 409 {
+                    Compare::Moved(why)
+                } else {
+                    Compare::Failed(why)
+                }
+            };
             if list.status != 200 {
-                return Err(format!(
-                    "{holder} shard {id} list: {} {}",
-                    list.status,
-                    list.text()
-                ));
+                return Err(moved(list.status, list.text()));
             }
             let mut kv = BTreeMap::new();
             for key in list.json()["keys"].as_array().cloned().unwrap_or_default() {
@@ -361,7 +396,7 @@ fn replicas_agree(c: &TestCluster) -> Result<usize, String> {
                 let path = format!("/v1/data/{}", encode_key(&key));
                 let r = nodecall::send(url, &holder, "GET", &path, &h, b"")?;
                 if r.status != 200 {
-                    return Err(format!("{holder} {key}: {} {}", r.status, r.text()));
+                    return Err(moved(r.status, format!("{key}: {}", r.text())));
                 }
                 kv.insert(key, r.body);
             }
@@ -370,9 +405,9 @@ fn replicas_agree(c: &TestCluster) -> Result<usize, String> {
         if let Some((first, want)) = contents.first() {
             for (holder, got) in &contents[1..] {
                 if got != want {
-                    return Err(format!(
+                    return Err(Compare::Failed(format!(
                         "shard {id}: {first} holds {want:?} but {holder} holds {got:?}"
-                    ));
+                    )));
                 }
             }
             compared += contents.len();
