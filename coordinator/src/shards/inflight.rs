@@ -10,7 +10,7 @@
 //! evicted before the client heard "ok"), and the entry goes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The newest version any read of a key returned while the writes it is shared
@@ -41,6 +41,9 @@ struct Entry {
 #[derive(Default)]
 pub struct InFlight {
     keys: Mutex<HashMap<Box<str>, Entry>>,
+    /// How many keys `keys` holds, kept under its lock: reads (the hot path) skip
+    /// the lock while no write of the shard is in flight, which is most of the time.
+    live: AtomicUsize,
 }
 
 /// Marks a key as being written until dropped.
@@ -56,6 +59,7 @@ impl Drop for Writing<'_> {
             e.writers -= 1;
             if e.writers == 0 {
                 keys.remove(self.key);
+                self.inflight.live.store(keys.len(), Ordering::SeqCst);
             }
         }
     }
@@ -66,9 +70,19 @@ impl InFlight {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// No write of this shard in flight. A write registering right after this
+    /// answered is ordered after the read asking, as it would be had the read taken
+    /// the lock first.
+    fn idle(&self) -> bool {
+        self.live.load(Ordering::SeqCst) == 0
+    }
+
     /// Marks `key` as being written until the guard drops.
     pub fn writing<'a>(&'a self, key: &'a str) -> Writing<'a> {
-        self.lock().entry(key.into()).or_default().writers += 1;
+        let mut keys = self.lock();
+        keys.entry(key.into()).or_default().writers += 1;
+        self.live.store(keys.len(), Ordering::SeqCst);
+        drop(keys);
         Writing {
             inflight: self,
             key,
@@ -77,12 +91,18 @@ impl InFlight {
 
     /// The floor of `key`'s writes in flight now, if any.
     pub fn floor(&self, key: &str) -> Option<Floor> {
+        if self.idle() {
+            return None;
+        }
         self.lock().get(key).map(|e| e.floor.clone())
     }
 
     /// A read of `key` is about to return `version`: raises the floor of the key's
     /// writes in flight, if any. Must happen before the client hears the answer.
     pub fn returned(&self, key: &str, version: u64) {
+        if self.idle() {
+            return;
+        }
         let keys = self.lock();
         if let Some(e) = keys.get(key) {
             e.floor.0.fetch_max(version, Ordering::AcqRel);
@@ -97,7 +117,7 @@ mod tests {
     #[test]
     fn a_floor_lives_while_its_writes_do_and_only_rises() {
         let f = InFlight::default();
-        assert!(f.floor("k").is_none(), "no write, no floor");
+        assert!(f.floor("k").is_none() && f.idle(), "no write, no floor");
         f.returned("k", 9);
         let w1 = f.writing("k");
         let floor = f.floor("k").expect("a write is in flight");
@@ -116,8 +136,12 @@ mod tests {
             f.floor("k").unwrap().same(&floor),
             "one write still in flight"
         );
+        let w_other = f.writing("other");
         drop(w2);
         assert!(f.floor("k").is_none(), "the last write took it");
+        assert!(!f.idle(), "another key is still being written");
+        drop(w_other);
+        assert!(f.idle(), "no write left: reads skip the lock");
         let _w3 = f.writing("k");
         assert!(f.floor("k").unwrap().admits(0), "a new write starts afresh");
         assert!(
