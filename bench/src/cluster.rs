@@ -107,11 +107,14 @@ impl Member {
         let mut node = Proc::start(
             &format!("node-{id}"),
             &sibling_bin("torua-node")?,
+            // With the cluster secret, as in production: it takes only signed calls.
             &[
                 "--listen".into(),
                 format!("127.0.0.1:{node_port}"),
                 "--node-id".into(),
                 id.into(),
+                "--cluster-secret-file".into(),
+                secret_file.display().to_string(),
             ],
             dir,
             "warn",

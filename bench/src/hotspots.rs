@@ -37,9 +37,9 @@
 
 use crate::cluster::{wait_state, Coordinator, Member};
 use crate::http::Client;
-use crate::proc::{free_port, sibling_bin, Proc, ProcStats};
+use crate::proc::ProcStats;
 use crate::report::{self, f2};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
@@ -1494,7 +1494,7 @@ impl Side {
         let coord = Coordinator::start(&flags).await?;
         let mut members = Vec::new();
         for i in 1..=args.nodes {
-            members.push(start_member(&coord, &format!("n{i}"), &args.interval).await?);
+            members.push(Member::start(&coord, &format!("n{i}"), &args.interval).await?);
         }
         for m in &members {
             wait_state(coord.addr, &m.id, "healthy", Duration::from_secs(30)).await?;
@@ -1584,85 +1584,6 @@ impl Side {
         );
         println!("  {} logs kept in {}", self.name, dir.keep().display());
     }
-}
-
-/// A storage node started with the cluster secret (`--cluster-secret-file`: it takes
-/// only calls signed with its key, as in production and in the e2e harness), and its
-/// agent. [`Member::start`] starts nodes without a key (serving unsigned calls on
-/// loopback), so this one starts the node itself; the agent is started as there.
-async fn start_member(coord: &Coordinator, id: &str, interval: &str) -> Result<Member> {
-    let dir = coord.dir.path();
-    let secret = coord.secret_file.display().to_string();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut node = Proc::start(
-        &format!("node-{id}"),
-        &sibling_bin("torua-node")?,
-        &[
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--node-id".into(),
-            id.into(),
-            "--cluster-secret-file".into(),
-            secret.clone(),
-        ],
-        dir,
-        "warn",
-    )?;
-    // The agent's first http check must find the node listening (a node that starts
-    // out unhealthy is placed later, in the middle of the measurement).
-    let mut probe = Client::new(SocketAddr::from(([127, 0, 0, 1], port)));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        node.check_running()?;
-        if let Ok(r) = probe
-            .get_within("/health", Duration::from_millis(500))
-            .await
-        {
-            if r.status == 200 {
-                break;
-            }
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "node {id} not answering /health after 10 s:\n{}",
-                node.log_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let agent_args: Vec<String> = [
-        "--node-id",
-        id,
-        "--node-addr",
-        &url,
-        "--coordinator",
-        &coord.url,
-        "--listen",
-        &format!("127.0.0.1:{}", free_port()),
-        "--interval",
-        interval,
-        "--cluster-secret-file",
-        &secret,
-        "--http-check",
-        &format!("{url}/health"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let agent = Proc::start(
-        &format!("agent-{id}"),
-        &sibling_bin("torua-agent")?,
-        &agent_args,
-        dir,
-        "warn",
-    )
-    .context("start agent")?;
-    Ok(Member {
-        id: id.into(),
-        node,
-        agent,
-    })
 }
 
 #[cfg(test)]

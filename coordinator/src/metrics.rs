@@ -720,30 +720,6 @@ mod tests {
                 "{family}"
             );
         }
-        check_with_promtool(&text);
-    }
-
-    /// `promtool check metrics`, when installed: the exposition parses and lints clean.
-    fn check_with_promtool(text: &str) {
-        let promtool = std::path::Path::new("/usr/bin/promtool");
-        if !promtool.exists() {
-            eprintln!("promtool not installed; skipping the exposition lint");
-            return;
-        }
-        let mut child = std::process::Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success() && out.stdout.is_empty(),
-            "promtool: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        torua_tests::tools::promtool_check_metrics("the coordinator", &text);
     }
 }

@@ -12,7 +12,7 @@ use torua_protocol::node_call::{
 use torua_protocol::{derive_node_key, NodeKey};
 
 use crate::auth::unix_ms;
-use crate::tests::{check_with_promtool, start_with, Node, Resp};
+use crate::tests::{start_with, Node, Resp};
 use crate::{run, Config, NodeError};
 
 const SECRET: &[u8] = b"node auth unit-test secret, 32 bytes+";
@@ -444,7 +444,7 @@ async fn unsigned_forged_stale_and_replayed_calls_are_refused_401_and_change_not
         m.contains(r#"torua_kv_requests_total{code="401",op="shard_put"}"#),
         "{m}"
     );
-    check_with_promtool(&m);
+    torua_tests::tools::promtool_check_metrics("a node", &m);
     n.stop().await;
 }
 

@@ -682,7 +682,7 @@ async fn api_contract() {
         "{m}"
     );
     assert!(m.contains(r#"torua_kv_shards{role="primary"} 1"#), "{m}");
-    check_with_promtool(&m);
+    torua_tests::tools::promtool_check_metrics("a node", &m);
 
     assert_eq!(
         n.call(Method::DELETE, "/v1/shards/3?epoch=7", &[], Bytes::new())
@@ -698,35 +698,6 @@ async fn api_contract() {
     );
     assert_eq!(n.get("a/b/c", 3, 7).await.status, StatusCode::CONFLICT);
     n.stop().await;
-}
-
-pub(crate) fn check_with_promtool(text: &str) {
-    let promtool = std::path::Path::new("/usr/bin/promtool");
-    if !promtool.exists() {
-        eprintln!("promtool not installed; skipping the exposition lint");
-        return;
-    }
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A fake source that answers 200 and then breaks the stream in `how`.

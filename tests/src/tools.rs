@@ -10,13 +10,52 @@ pub fn require_tool(name: &str, apt_package: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        let msg = format!("{name} not installed (apt-get install {apt_package})");
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true and {msg}");
-        }
-        skipped(&msg);
+        missing(&format!(
+            "{name} not installed (apt-get install {apt_package})"
+        ));
     }
     found
+}
+
+/// A tool a test needs is missing: fails the test under `CI=true`, else says loudly
+/// that it skips.
+fn missing(msg: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true and {msg}");
+    }
+    skipped(msg);
+}
+
+/// `promtool check metrics` on an exposition (`what` names it in the failure): it
+/// must parse and lint clean. Follows the tool policy; false when it skipped.
+pub fn promtool_check_metrics(what: &str, text: &str) -> bool {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Some(promtool) = require_tool("promtool", "prometheus") else {
+        return false;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    child
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool's answer");
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "promtool check metrics on {what}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
 }
 
 /// Says loudly that a test skips, where `cargo test` shows it: straight to the
@@ -34,11 +73,7 @@ pub fn require_faketime() -> Option<PathBuf> {
     if std::path::Path::new(LIB).is_file() {
         return Some(LIB.into());
     }
-    let msg = format!("{LIB} not installed (apt-get install faketime)");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and {msg}");
-    }
-    skipped(&msg);
+    missing(&format!("{LIB} not installed (apt-get install faketime)"));
     None
 }
 

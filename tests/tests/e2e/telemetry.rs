@@ -3,14 +3,12 @@
 //! systemd notify protocol over a real `NOTIFY_SOCKET` datagram socket.
 
 use nix::sys::signal::Signal;
-use std::io::Write;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use torua_tests::cluster::{Options, TestCluster};
 use torua_tests::http;
-use torua_tests::tools::require_tool;
+use torua_tests::tools::promtool_check_metrics;
 
 const SOON: Duration = Duration::from_secs(20);
 
@@ -42,30 +40,6 @@ const AGENT_NAMES: &[&str] = &[
     "process_resident_memory_bytes ",
 ];
 
-fn promtool_check(promtool: &std::path::Path, what: &str, text: &str) {
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty(),
-        "promtool check metrics on {what}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn live_metrics_pass_promtool_and_carry_the_spec_names() {
     let c = TestCluster::start(Options {
@@ -94,12 +68,9 @@ fn live_metrics_pass_promtool_and_carry_the_spec_names() {
     for text in [&coordinator, &agent, &node] {
         assert!(!text.contains(torua_tests::cluster::SECRET));
     }
-    let Some(promtool) = require_tool("promtool", "prometheus") else {
-        return;
-    };
-    promtool_check(&promtool, "the coordinator", &coordinator);
-    promtool_check(&promtool, "an agent", &agent);
-    promtool_check(&promtool, "a node", &node);
+    promtool_check_metrics("the coordinator", &coordinator);
+    promtool_check_metrics("an agent", &agent);
+    promtool_check_metrics("a node", &node);
 }
 
 /// Collects notify datagrams until `done` says enough.
