@@ -197,3 +197,55 @@ pub async fn wait_state(addr: SocketAddr, id: &str, state: &str, timeout: Durati
         }
     }
 }
+
+/// A named cluster of one coordinator and its members, for the benchmarks that run
+/// two side by side (`hotspots`, `failover-latency`).
+pub struct Named {
+    pub name: String,
+    pub coord: Coordinator,
+    pub members: Vec<Member>,
+}
+
+impl Named {
+    /// A coordinator started with `flags` and `nodes` members (`n1`…), all healthy.
+    pub async fn start(name: &str, flags: &[&str], nodes: usize, interval: &str) -> Result<Named> {
+        let coord = Coordinator::start(flags).await?;
+        let mut members = Vec::new();
+        for i in 1..=nodes {
+            members.push(Member::start(&coord, &format!("n{i}"), interval).await?);
+        }
+        for m in &members {
+            wait_state(coord.addr, &m.id, "healthy", Duration::from_secs(30)).await?;
+        }
+        Ok(Named {
+            name: name.into(),
+            coord,
+            members,
+        })
+    }
+
+    /// The tails of the coordinator's and the nodes' logs.
+    pub fn logs(&self) -> String {
+        let mut s = format!(
+            "--- {} coordinator:\n{}",
+            self.name,
+            self.coord.proc.log_tail()
+        );
+        for m in &self.members {
+            s += &format!("\n--- {}:\n{}", m.node.name, m.node.log_tail());
+        }
+        s
+    }
+
+    /// Keeps the logs' directory after the run (to look into a failure).
+    pub fn keep(&mut self) {
+        let dir = std::mem::replace(
+            &mut self.coord.dir,
+            tempfile::Builder::new()
+                .prefix("torua-bench-")
+                .tempdir()
+                .expect("temp dir"),
+        );
+        println!("  {} logs kept in {}", self.name, dir.keep().display());
+    }
+}

@@ -30,7 +30,7 @@
 //! runs each cluster is left to recover: the node healthy again, the cluster green,
 //! no move in flight and the shard map unchanged for `--settle-secs`.
 
-use crate::cluster::{wait_state, Coordinator, Member};
+use crate::cluster::{wait_state, Named};
 use crate::http::Client;
 use crate::proc::ProcStats;
 use crate::report::{self, f1};
@@ -163,7 +163,7 @@ async fn run_async(args: Args) -> Result<()> {
         let mut s = SideCluster::start(name, &args).await?;
         let t = Instant::now();
         if let Err(e) = s.preload(&args).await {
-            println!("{}", s.logs());
+            println!("{}", s.cluster.logs());
             return Err(e);
         }
         println!(
@@ -171,7 +171,7 @@ async fn run_async(args: Args) -> Result<()> {
             t.elapsed().as_secs_f64()
         );
         if let Err(e) = s.recover(None, &args).await {
-            println!("{}", s.logs());
+            println!("{}", s.cluster.logs());
             return Err(e);
         }
         sides.push(s);
@@ -183,9 +183,13 @@ async fn run_async(args: Args) -> Result<()> {
             let r = match s.one_run(i, victim, &args).await {
                 Ok(r) => r,
                 Err(e) => {
-                    println!("  {} run {i}: FAILED: {e:#}\n{}", s.name, s.logs());
+                    println!(
+                        "  {} run {i}: FAILED: {e:#}\n{}",
+                        s.cluster.name,
+                        s.cluster.logs()
+                    );
                     if args.keep {
-                        s.keep();
+                        s.cluster.keep();
                     }
                     return Err(e);
                 }
@@ -194,9 +198,13 @@ async fn run_async(args: Args) -> Result<()> {
             runs[si].push(r);
             let t = Instant::now();
             if let Err(e) = s.recover(Some(victim), &args).await {
-                println!("  {} run {i}: no recovery: {e:#}\n{}", s.name, s.logs());
+                println!(
+                    "  {} run {i}: no recovery: {e:#}\n{}",
+                    s.cluster.name,
+                    s.cluster.logs()
+                );
                 if args.keep {
-                    s.keep();
+                    s.cluster.keep();
                 }
                 return Err(e);
             }
@@ -207,7 +215,7 @@ async fn run_async(args: Args) -> Result<()> {
     let summaries: Vec<Summary> = sides
         .iter()
         .zip(&runs)
-        .map(|(s, r)| Summary::of(&s.name, r))
+        .map(|(s, r)| Summary::of(&s.cluster.name, r))
         .collect();
     let mut rows = Vec::new();
     for s in &summaries {
@@ -293,8 +301,8 @@ async fn run_async(args: Args) -> Result<()> {
             "write_max_ms": GOAL_WRITE_MAX_MS, "errors": 0, "throughput_ratio": GOAL_THROUGHPUT,
         },
         "sides": sides.iter().zip(&summaries).zip(&runs).map(|((s, sum), r)| json!({
-            "side": s.name,
-            "coordinator_flags": side_flags(&s.name).unwrap_or_default(),
+            "side": s.cluster.name,
+            "coordinator_flags": side_flags(&s.cluster.name).unwrap_or_default(),
             "summary": sum.json(),
             "runs": r.iter().map(RunResult::json).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
@@ -302,7 +310,7 @@ async fn run_async(args: Args) -> Result<()> {
     });
     if args.keep {
         for s in &mut sides {
-            s.keep();
+            s.cluster.keep();
         }
     }
     report::write_json(&args.json, &out)
@@ -656,9 +664,7 @@ fn claim_key(keys: &Keys, rng: &mut fastrand::Rng) -> Option<usize> {
 // A cluster per side.
 
 struct SideCluster {
-    name: String,
-    coord: Coordinator,
-    members: Vec<Member>,
+    cluster: Named,
     shared: Arc<Shared>,
     rng: fastrand::Rng,
 }
@@ -668,23 +674,14 @@ impl SideCluster {
         let shards = args.shards.to_string();
         let mut flags = vec!["--shards", shards.as_str()];
         flags.extend(side_flags(name)?);
-        let coord = Coordinator::start(&flags).await?;
-        let mut members = Vec::new();
-        for i in 1..=args.nodes {
-            members.push(Member::start(&coord, &format!("n{i}"), &args.interval).await?);
-        }
-        for m in &members {
-            wait_state(coord.addr, &m.id, "healthy", Duration::from_secs(30)).await?;
-        }
+        let cluster = Named::start(name, &flags, args.nodes, &args.interval).await?;
         let shared = Arc::new(Shared {
-            pool: Pool::new(coord.addr, args.max_connections),
+            pool: Pool::new(cluster.coord.addr, args.max_connections),
             keys: Keys::new(args.keys, args.value_bytes),
             timeout: Duration::from_secs_f64(args.client_timeout_secs),
         });
         Ok(SideCluster {
-            name: name.into(),
-            coord,
-            members,
+            cluster,
             shared,
             rng: fastrand::Rng::with_seed(14),
         })
@@ -693,7 +690,7 @@ impl SideCluster {
     /// Waits for a green cluster, then writes every key once (closed loop over
     /// `--connections` workers).
     async fn preload(&mut self, args: &Args) -> Result<()> {
-        wait_stable(self.coord.addr, 0.0, Duration::from_secs(60)).await?;
+        wait_stable(self.cluster.coord.addr, 0.0, Duration::from_secs(60)).await?;
         self.shared.pool.warm(args.connections).await?;
         let workers = args.connections.max(1);
         let next = Arc::new(AtomicUsize::new(0));
@@ -725,24 +722,29 @@ impl SideCluster {
     async fn recover(&mut self, victim: Option<usize>, args: &Args) -> Result<()> {
         if let Some(v) = victim {
             wait_state(
-                self.coord.addr,
-                &self.members[v].id,
+                self.cluster.coord.addr,
+                &self.cluster.members[v].id,
                 "healthy",
                 Duration::from_secs(60),
             )
             .await?;
         }
-        wait_stable(self.coord.addr, args.settle_secs, Duration::from_secs(180)).await
+        wait_stable(
+            self.cluster.coord.addr,
+            args.settle_secs,
+            Duration::from_secs(180),
+        )
+        .await
     }
 
     async fn one_run(&mut self, run: usize, victim: usize, args: &Args) -> Result<RunResult> {
-        for m in &mut self.members {
+        for m in &mut self.cluster.members {
             m.node.check_running()?;
             m.agent.check_running()?;
         }
-        self.coord.proc.check_running()?;
-        let victim_id = self.members[victim].id.clone();
-        let mut client = Client::new(self.coord.addr);
+        self.cluster.coord.proc.check_running()?;
+        let victim_id = self.cluster.members[victim].id.clone();
+        let mut client = Client::new(self.cluster.coord.addr);
         let (held, primaries) = holdings(&mut client, &victim_id).await?;
         let hedges0 = hedged_reads(&mut client).await;
         let pool = &self.shared.pool;
@@ -760,7 +762,7 @@ impl SideCluster {
         let recs: Arc<Mutex<Vec<Rec>>> = Arc::new(Mutex::new(Vec::with_capacity(n as usize + 16)));
 
         // The freeze, on its own task: SIGSTOP at t0 + before, SIGCONT `freeze` later.
-        let node_pid = self.members[victim].node.pid();
+        let node_pid = self.cluster.members[victim].node.pid();
         let freezer = tokio::spawn(async move {
             tokio::time::sleep_until((t0 + before).into()).await;
             let stop = Instant::now();
@@ -778,7 +780,7 @@ impl SideCluster {
         });
 
         let gen0 = ProcStats::read(std::process::id())?;
-        let coord0 = self.coord.proc.stats()?;
+        let coord0 = self.cluster.coord.proc.stats()?;
         let mut lag = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
         let mut tasks = Vec::with_capacity(n as usize);
         let mut unwritable = 0u64;
@@ -820,7 +822,7 @@ impl SideCluster {
         }
         let dispatched_secs = t0.elapsed().as_secs_f64();
         let gen1 = ProcStats::read(std::process::id())?;
-        let coord1 = self.coord.proc.stats()?;
+        let coord1 = self.cluster.coord.proc.stats()?;
         for t in tasks {
             t.await?;
         }
@@ -859,7 +861,7 @@ impl SideCluster {
             .map(|(k, v)| (k.clone(), v - hedges0.get(k).copied().unwrap_or(0.0)))
             .collect();
         Ok(RunResult {
-            side: self.name.clone(),
+            side: self.cluster.name.clone(),
             run,
             victim: victim_id,
             victim_shards: held,
@@ -880,29 +882,6 @@ impl SideCluster {
             slow_reads: slow_reads(&recs, stop_us, cont_us),
             recovered_s: None,
         })
-    }
-
-    fn logs(&self) -> String {
-        let mut s = format!(
-            "--- {} coordinator:\n{}",
-            self.name,
-            self.coord.proc.log_tail()
-        );
-        for m in &self.members {
-            s += &format!("\n--- {}:\n{}", m.node.name, m.node.log_tail());
-        }
-        s
-    }
-
-    fn keep(&mut self) {
-        let dir = std::mem::replace(
-            &mut self.coord.dir,
-            tempfile::Builder::new()
-                .prefix("torua-bench-")
-                .tempdir()
-                .expect("temp dir"),
-        );
-        println!("  {} logs kept in {}", self.name, dir.keep().display());
     }
 }
 

@@ -35,7 +35,7 @@
 //! its `started_ms` ± [`INSTANT_WINDOW_MS`]. Latency "during moves" pools the requests
 //! sent inside any such window.
 
-use crate::cluster::{wait_state, Coordinator, Member};
+use crate::cluster::Named;
 use crate::http::Client;
 use crate::proc::ProcStats;
 use crate::report::{self, f2};
@@ -1482,28 +1482,28 @@ fn side_by_side(results: &[SideResult]) -> Vec<Vec<String>> {
 // ---------------------------------------------------------------------------------
 // A cluster per side.
 
-struct Side {
-    name: String,
-    coord: Coordinator,
-    members: Vec<Member>,
+/// One side of the comparison (load balancing on or off).
+struct Side(Named);
+
+impl std::ops::Deref for Side {
+    type Target = Named;
+    fn deref(&self) -> &Named {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Side {
+    fn deref_mut(&mut self) -> &mut Named {
+        &mut self.0
+    }
 }
 
 impl Side {
     async fn start(name: &str, flags: Vec<String>, args: &Args) -> Result<Side> {
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let coord = Coordinator::start(&flags).await?;
-        let mut members = Vec::new();
-        for i in 1..=args.nodes {
-            members.push(Member::start(&coord, &format!("n{i}"), &args.interval).await?);
-        }
-        for m in &members {
-            wait_state(coord.addr, &m.id, "healthy", Duration::from_secs(30)).await?;
-        }
-        Ok(Side {
-            name: name.into(),
-            coord,
-            members,
-        })
+        Ok(Side(
+            Named::start(name, &flags, args.nodes, &args.interval).await?,
+        ))
     }
 
     /// Waits until the cluster is green, no move is in flight, every shard has a
@@ -1560,29 +1560,6 @@ impl Side {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    fn logs(&self) -> String {
-        let mut s = format!(
-            "--- {} coordinator:\n{}",
-            self.name,
-            self.coord.proc.log_tail()
-        );
-        for m in &self.members {
-            s += &format!("\n--- {}:\n{}", m.node.name, m.node.log_tail());
-        }
-        s
-    }
-
-    fn keep(&mut self) {
-        let dir = std::mem::replace(
-            &mut self.coord.dir,
-            tempfile::Builder::new()
-                .prefix("torua-bench-")
-                .tempdir()
-                .expect("temp dir"),
-        );
-        println!("  {} logs kept in {}", self.name, dir.keep().display());
     }
 }
 
