@@ -85,6 +85,12 @@ impl Cluster {
         let _writing = slot.inflight.writing(key);
         let wall_clock = self.test_fault == Some(TestFault::WallClockVersions);
         let mut last_err = String::new();
+        // One version for every attempt of this write: an attempt may have reached
+        // some holders (and readers) before it failed elsewhere, and a retry under a
+        // fresh version could then land above a write that began after this one was
+        // visible, undoing it (the Jepsen partition suite found this). Drawn anew
+        // only to get above a version this process did not hand out.
+        let mut drawn = None;
         for _ in 0..WRITE_ATTEMPTS {
             let rec = slot.record.read().await;
             if rec.primary.is_none() {
@@ -93,11 +99,13 @@ impl Cluster {
                     why: "no copy is available".into(),
                 });
             }
-            let version = if wall_clock {
-                wall_clock_version(unix_ms())
-            } else {
-                self.shards.versions.next()
-            };
+            let version = *drawn.get_or_insert_with(|| {
+                if wall_clock {
+                    wall_clock_version(unix_ms())
+                } else {
+                    self.shards.versions.next()
+                }
+            });
             let now = Instant::now();
             let calls = rec.write_set().map(|(node, in_sync)| {
                 let addr = self.addr_of(node);
@@ -183,6 +191,7 @@ impl Cluster {
                 // it, so that what is acknowledged is not hidden behind it.
                 drop(rec);
                 self.version_above(held).await;
+                drawn = None;
                 last_err = format!("a holder has a newer version ({held}) of the key");
                 continue;
             }
