@@ -349,6 +349,15 @@ impl TestCluster {
             self.dir.path(),
             &(self.env)(&node_name),
         );
+        // The agent starts once its node listens, as a sidecar ordered after its
+        // node would: on a loaded machine its first check would otherwise find the
+        // port closed and report the node unhealthy before any fault.
+        let node_addr = std::net::SocketAddr::from(([127, 0, 0, 1], node_port));
+        poll_until(Duration::from_secs(20), &format!("{id} listening"), || {
+            std::net::TcpStream::connect_timeout(&node_addr, Duration::from_millis(200))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
         let agent_name = format!("agent-{id}");
         let mut agent_args = self.agent_args(id, &node_url, agent_port, interval);
         let node_url = if self.delay_proxies {

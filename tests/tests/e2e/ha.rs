@@ -347,12 +347,24 @@ fn a_leader_frozen_past_its_lease_commits_nothing_when_thawed() {
     }
     let r = admin_post(&old_url, "/v1/nodes/n1/drain");
     assert_eq!(r.status, 200, "drain through the leader: {}", r.text());
-    poll_until(SOON, "a move in flight on the leader", || {
+    // Seen once in 10 runs here (and once in session 6's CI rehearsal): no move at
+    // all within 20 s of the drain, "recent" empty too. The logs say why next time.
+    try_poll_until(SOON, "a move in flight on the leader", || {
         let m = http::get_within(&format!("{old_url}/v1/moves"), POLL_TIMEOUT)?.json();
         match m["in_flight"].as_array() {
             Some(moves) if !moves.is_empty() => Ok(()),
             _ => Err(m.to_string()),
         }
+    })
+    .unwrap_or_else(|e| {
+        let nodes = http::get_within(&format!("{old_url}/v1/nodes"), POLL_TIMEOUT)
+            .map(|r| r.text())
+            .unwrap_or_else(|e| e);
+        panic!(
+            "{e}\nnodes: {nodes}\nleader now: {:?}\n{}",
+            c.leader_now(),
+            c.coord_logs()
+        )
     });
     let stopped_at = Instant::now();
     c.stop_coordinator(old);
