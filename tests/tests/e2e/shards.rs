@@ -417,10 +417,14 @@ fn a_shard_whose_every_copy_is_down_waits_for_them_and_loses_nothing() {
     let now = c.shards_json().unwrap();
     for s in &stranded {
         let id = s["id"].as_u64().unwrap() as usize;
-        assert_eq!(
-            holders(&now[id]),
-            holders(s),
-            "shard {id} lost its only copies' holders: {}",
+        // The two convictions land a few ms apart: in between, the first convicted
+        // holder may leave the in-sync set because the other still looked up
+        // (Kafka's ISR shrink). What must hold is that the last in-sync holder is
+        // kept, never dropped for a live node that has no copy.
+        let (kept, had) = (holders(&now[id]), holders(s));
+        assert!(
+            !kept.is_empty() && kept.iter().all(|h| had.contains(h)),
+            "shard {id} lost its only copies' holders: {} (had {had:?})",
             now[id]
         );
         assert_eq!(now[id]["health"], "unavailable", "{}", now[id]);
